@@ -1,0 +1,119 @@
+import { beforeEach, describe, expect, it } from 'vitest';
+import { crossEntropy, flatten, rand, randn, tensor, zeros } from './api.js';
+import { getBackend, setBackend, tidy, type Tensor } from './engine.js';
+import { manualSeed } from './random.js';
+import {
+  AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, StateDictError,
+} from './nn.js';
+import { SGD } from './optim.js';
+import { createReferenceBackend } from './testing/reference-backend.js';
+
+beforeEach(() => {
+  setBackend(createReferenceBackend());
+  manualSeed(7);
+});
+
+const vals = (t: Tensor) => Array.from(t.dataSync());
+
+/** conv-bn-relu-pool-linear, the small CNN. */
+class SmallCnn extends Module {
+  conv1 = this.registerModule('conv1', new Conv2d(1, 4, 3, { padding: 1, bias: false }));
+  bn1 = this.registerModule('bn1', new BatchNorm2d(4));
+  relu = new ReLU();
+  pool = new MaxPool2d({ kernelSize: 2 });
+  fc = this.registerModule('fc', new Linear(4 * 3 * 3, 3));
+  forward(x: Tensor): Tensor {
+    return this.fc.forward(flatten(this.pool.forward(this.relu.forward(this.bn1.forward(this.conv1.forward(x))))));
+  }
+}
+
+describe('Module', () => {
+  it("names parameters and buffers as PyTorch does, in PyTorch's order", () => {
+    const net = new Sequential(new Conv2d(3, 8, 3), new BatchNorm2d(8), new ReLU(), new Sequential(new Linear(8, 2)));
+    expect([...net.stateDict().keys()]).toEqual([
+      '0.weight', '0.bias', '1.weight', '1.bias', '1.running_mean', '1.running_var', '1.num_batches_tracked', '3.0.weight', '3.0.bias',
+    ]);
+    expect(net.parameters().every((p) => p.requiresGrad)).toBe(true);
+    expect(net.numParameters()).toBe(8 * 3 * 9 + 8 + 8 + 8 + 16 + 2);
+  });
+
+  it('loads a state dict by name and reports every bad key', () => {
+    const a = new SmallCnn();
+    const b = new SmallCnn();
+    b.loadStateDict(a.stateDict());
+    expect(vals(b.conv1.weight)).toEqual(vals(a.conv1.weight));
+    const dict = new Map(a.stateDict());
+    dict.delete('fc.bias');
+    dict.set('fc.extra', zeros([1]));
+    dict.set('bn1.weight', zeros([5]));
+    let err: StateDictError | undefined;
+    try {
+      b.loadStateDict(dict);
+    } catch (e) {
+      err = e as StateDictError;
+    }
+    expect(err).toBeInstanceOf(StateDictError);
+    expect(err!.missing).toEqual(['fc.bias']);
+    expect(err!.unexpected).toEqual(['fc.extra']);
+    expect(err!.message).toMatch(/bn1\.weight \(expected f32\[4\], got f32\[5\]\)/);
+    dict.set('bn1.weight', zeros([4]));
+    expect(b.loadStateDict(dict, { strict: false })).toEqual({ missing: ['fc.bias'], unexpected: ['fc.extra'] });
+    expect(vals(b.bn1.weight)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('initialises Conv2d and Linear uniformly within 1/sqrt(fan_in), as PyTorch', () => {
+    const conv = new Conv2d(16, 32, 3);
+    const bound = 1 / Math.sqrt(16 * 9);
+    const w = vals(conv.weight);
+    expect(Math.max(...w.map(Math.abs))).toBeLessThanOrEqual(bound);
+    expect(Math.max(...w.map(Math.abs))).toBeGreaterThan(bound * 0.95);
+  });
+
+  it('names the layer when an input has the wrong width', () => {
+    expect(() => new Linear(4, 2).forward(zeros([1, 5]))).toThrow(/Linear\(4, 2\).*5 features/);
+    expect(() => new BatchNorm2d(3).forward(zeros([2, 4, 1, 1]))).toThrow(/BatchNorm2d\(3\).*4 channels/);
+  });
+});
+
+describe('BatchNorm2d', () => {
+  it('updates running statistics with momentum and the unbiased variance, then uses them in eval', () => {
+    const bn = new BatchNorm2d(1, { momentum: 0.1 });
+    const x = tensor([1, 2, 3, 6], [4, 1, 1, 1]);
+    bn.forward(x);
+    // batch mean 3, biased var 3.5, unbiased var 14/3
+    expect(vals(bn.runningMean)[0]).toBeCloseTo(0.3, 6);
+    expect(vals(bn.runningVar)[0]).toBeCloseTo(0.9 + 0.1 * (14 / 3), 5);
+    expect(vals(bn.numBatchesTracked)).toEqual([1]);
+    bn.eval();
+    const y = bn.forward(tensor([1], [1, 1, 1, 1]));
+    expect(vals(y)[0]).toBeCloseTo((1 - 0.3) / Math.sqrt(0.9 + 0.1 * (14 / 3) + 1e-5), 5);
+  });
+});
+
+describe('training', () => {
+  it('a small CNN (conv-bn-relu-pool-linear) drives the loss on a fixed batch below a tenth of its start', () => {
+    const net = new SmallCnn();
+    const x = randn([6, 1, 6, 6]);
+    const labels = tensor([0, 1, 2, 0, 1, 2], [6], 'i32');
+    const opt = new SGD(net.parameters(), { lr: 0.1, momentum: 0.9 });
+    const losses: number[] = [];
+    for (let step = 0; step < 60; step++) {
+      const loss = tidy(() => {
+        const l = crossEntropy(net.forward(x), labels);
+        l.backward();
+        return l;
+      });
+      losses.push(vals(loss)[0]);
+      loss.dispose();
+      opt.step();
+      opt.zeroGrad();
+    }
+    expect(losses[losses.length - 1]).toBeLessThan(losses[0] / 10);
+  });
+
+  it('AdaptiveAvgPool2d and Flatten give [N, C]', () => {
+    const y = new Sequential(new AdaptiveAvgPool2d(1), new Flatten()).forward(rand([2, 3, 4, 4]));
+    expect(y.shape).toEqual([2, 3]);
+    expect(getBackend().name).toBe('reference');
+  });
+});

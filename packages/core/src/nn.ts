@@ -1,0 +1,362 @@
+/**
+ * Neural-network modules in PyTorch's shape: named parameters and buffers, children, train/eval,
+ * and state dicts whose keys are PyTorch's (`conv1.weight`, `bn1.running_mean`, `0.weight`, ...).
+ */
+import {
+  add, avgPool2d, batchNormTrain, channelAffine, conv2d, crossEntropy, flatten, globalAvgPool2d, matmul, maxPool2d, mul,
+  reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions,
+} from './api.js';
+import { noGrad, type Tensor } from './engine.js';
+import type { Conv2dOptions, Pair, Pool2dOptions } from './geometry.js';
+import { uniform_ } from './init.js';
+
+/** Raised by `loadStateDict`; lists every key at fault. */
+export class StateDictError extends Error {
+  override name = 'StateDictError';
+  constructor(
+    message: string,
+    /** Keys the module has and the state dict lacks. */
+    readonly missing: string[],
+    /** Keys the state dict has and the module lacks. */
+    readonly unexpected: string[],
+    /** Keys present on both sides with different shapes or dtypes. */
+    readonly mismatched: string[],
+  ) {
+    super(message);
+  }
+}
+
+/** A state dict: names to tensors (a Map keeps PyTorch's order; a plain object is accepted on load). */
+export type StateDict = Map<string, Tensor>;
+
+/** Base class of every layer and network. */
+export abstract class Module {
+  /** Training mode (batch statistics) or evaluation mode (running statistics). */
+  training = true;
+  readonly #params = new Map<string, Tensor | null>();
+  readonly #buffers = new Map<string, Tensor>();
+  readonly #children = new Map<string, Module>();
+
+  /** The computation; subclasses define it. */
+  abstract forward(x: Tensor): Tensor;
+
+  /** Same as `forward`. */
+  call(x: Tensor): Tensor {
+    return this.forward(x);
+  }
+
+  /** Registers a trainable tensor under `name` (it is marked `requireGrad`). Null leaves a slot (e.g. no bias). */
+  protected registerParameter<T extends Tensor | null>(name: string, t: T): T {
+    t?.requireGrad().keep();
+    this.#params.set(name, t);
+    return t;
+  }
+
+  /** Registers a non-trainable tensor saved in the state dict (running statistics). */
+  protected registerBuffer(name: string, t: Tensor): Tensor {
+    this.#buffers.set(name, t.keep());
+    return t;
+  }
+
+  /** Registers a child module under `name`. */
+  protected registerModule<M extends Module>(name: string, m: M): M {
+    this.#children.set(name, m);
+    return m;
+  }
+
+  /** Direct children, by name. */
+  namedChildren(): [string, Module][] {
+    return [...this.#children];
+  }
+
+  /** Every module of the tree, depth first, this one first (name '' for the root). */
+  namedModules(prefix = ''): [string, Module][] {
+    const out: [string, Module][] = [[prefix, this]];
+    for (const [n, m] of this.#children) out.push(...m.namedModules(prefix ? `${prefix}.${n}` : n));
+    return out;
+  }
+
+  /** Every parameter with its dotted name. */
+  namedParameters(): [string, Tensor][] {
+    return this.namedModules().flatMap(([p, m]) =>
+      [...m.#params].filter((e): e is [string, Tensor] => e[1] !== null).map(([n, t]) => [p ? `${p}.${n}` : n, t] as [string, Tensor]),
+    );
+  }
+
+  /** Every parameter. */
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Every buffer with its dotted name. */
+  namedBuffers(): [string, Tensor][] {
+    return this.namedModules().flatMap(([p, m]) => [...m.#buffers].map(([n, t]) => [p ? `${p}.${n}` : n, t] as [string, Tensor]));
+  }
+
+  /**
+   * Parameters and buffers by name, in PyTorch's order (each module's parameters, then its buffers,
+   * then its children). The tensors are the module's own: do not dispose them.
+   */
+  stateDict(): StateDict {
+    const out: StateDict = new Map();
+    for (const [p, m] of this.namedModules()) {
+      const key = (n: string) => (p ? `${p}.${n}` : n);
+      for (const [n, t] of m.#params) if (t) out.set(key(n), t);
+      for (const [n, t] of m.#buffers) out.set(key(n), t);
+    }
+    return out;
+  }
+
+  /**
+   * Copies tensors into this module's parameters and buffers by name. With `strict` (default), any
+   * missing, unexpected or mis-shaped key is an error naming every one of them; otherwise the
+   * matching keys load and the lists are returned.
+   */
+  loadStateDict(source: StateDict | Record<string, Tensor>, { strict = true } = {}): { missing: string[]; unexpected: string[] } {
+    const src = source instanceof Map ? source : new Map(Object.entries(source));
+    const own = this.stateDict();
+    const missing = [...own.keys()].filter((k) => !src.has(k));
+    const unexpected = [...src.keys()].filter((k) => !own.has(k));
+    const mismatched = [...own].filter(([k, t]) => {
+      const s = src.get(k);
+      return s && (s.shape.join() !== t.shape.join() || s.dtype !== t.dtype);
+    }).map(([k, t]) => {
+      const s = src.get(k)!;
+      return `${k} (expected ${t.dtype}[${t.shape.join(', ')}], got ${s.dtype}[${s.shape.join(', ')}])`;
+    });
+    if (mismatched.length || (strict && (missing.length || unexpected.length))) {
+      const parts = [
+        missing.length && `missing keys: ${missing.join(', ')}`,
+        unexpected.length && `unexpected keys: ${unexpected.join(', ')}`,
+        mismatched.length && `mismatched: ${mismatched.join('; ')}`,
+      ].filter(Boolean);
+      throw new StateDictError(`loadStateDict(${this.constructor.name}): ${parts.join('; ')}`, missing, unexpected, mismatched);
+    }
+    noGrad(() => {
+      for (const [k, t] of own) {
+        const s = src.get(k);
+        if (s) t.assign(s);
+      }
+    });
+    return { missing, unexpected };
+  }
+
+  /** Sets training mode on the whole tree. */
+  train(mode = true): this {
+    for (const [, m] of this.namedModules()) m.training = mode;
+    return this;
+  }
+
+  /** Sets evaluation mode on the whole tree. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Number of trainable elements. */
+  numParameters(): number {
+    return this.parameters().reduce((n, t) => n + t.size, 0);
+  }
+
+  /** Frees every parameter, buffer and gradient. */
+  dispose(): void {
+    for (const t of [...this.parameters(), ...this.namedBuffers().map(([, b]) => b)]) t.dispose();
+  }
+}
+
+/** Fan-in of a weight [out, in, ...kernel]. */
+const fanIn = (shape: readonly number[]) => shape.slice(1).reduce((a, b) => a * b, 1);
+
+/** Options of `Conv2d` (PyTorch's `nn.Conv2d`). */
+export interface Conv2dModuleOptions extends Conv2dOptions {
+  bias?: boolean;
+}
+
+/** 2-D convolution layer; weight [out, in/groups, kh, kw], PyTorch's default initialisation. */
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly options: Conv2dOptions;
+
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, { bias = true, ...options }: Conv2dModuleOptions = {}) {
+    super();
+    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
+    const groups = options.groups ?? 1;
+    const shape = [outChannels, inChannels / groups, kh, kw];
+    if (!Number.isInteger(shape[1])) throw new Error(`Conv2d: in_channels ${inChannels} is not divisible by groups ${groups}`);
+    const bound = 1 / Math.sqrt(fanIn(shape));
+    this.weight = this.registerParameter('weight', uniform_(zeros(shape), -bound, bound));
+    this.bias = this.registerParameter('bias', bias ? uniform_(zeros([outChannels]), -bound, bound) : null);
+    this.options = options;
+  }
+
+  forward(x: Tensor): Tensor {
+    const y = conv2d(x, this.weight, this.options);
+    return this.bias ? add(y, reshape(this.bias, [1, this.bias.size, 1, 1])) : y;
+  }
+}
+
+/** Options of `BatchNorm2d` (PyTorch's `nn.BatchNorm2d`). */
+export interface BatchNormOptions {
+  eps?: number;
+  momentum?: number;
+}
+
+/**
+ * Batch normalisation over [N, C, H, W] (or [N, C]): batch statistics in training (running statistics
+ * updated with `momentum`, the unbiased variance as PyTorch does), running statistics in evaluation.
+ */
+export class BatchNorm2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly eps: number;
+  readonly momentum: number;
+
+  constructor(readonly numFeatures: number, { eps = 1e-5, momentum = 0.1 }: BatchNormOptions = {}) {
+    super();
+    this.eps = eps;
+    this.momentum = momentum;
+    this.weight = this.registerParameter('weight', ones([numFeatures]));
+    this.bias = this.registerParameter('bias', zeros([numFeatures]));
+    this.registerBuffer('running_mean', zeros([numFeatures]));
+    this.registerBuffer('running_var', ones([numFeatures]));
+    this.registerBuffer('num_batches_tracked', zeros([], 'i32'));
+  }
+
+  /** Running mean buffer. */
+  get runningMean(): Tensor {
+    return this.stateDict().get('running_mean')!;
+  }
+  /** Running variance buffer. */
+  get runningVar(): Tensor {
+    return this.stateDict().get('running_var')!;
+  }
+  /** Count of training batches seen. */
+  get numBatchesTracked(): Tensor {
+    return this.stateDict().get('num_batches_tracked')!;
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.shape[1] !== this.numFeatures)
+      throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
+    const rm = this.runningMean;
+    const rv = this.runningVar;
+    if (!this.training) {
+      const scale = mul(this.weight, rsqrt(add(rv, this.eps)));
+      return channelAffine(x, scale, sub(this.bias, mul(rm, scale)));
+    }
+    const { y, mean, invstd } = batchNormTrain(x, this.weight, this.bias, this.eps);
+    const n = x.size / this.numFeatures;
+    noGrad(() => {
+      const m = this.momentum;
+      const biasedVar = sub(reciprocal(mul(invstd, invstd)), this.eps);
+      const newMean = add(mul(rm, 1 - m), mul(mean, m));
+      const newVar = add(mul(rv, 1 - m), mul(biasedVar, (m * n) / Math.max(n - 1, 1)));
+      rm.assign(newMean);
+      rv.assign(newVar);
+      const nbt = this.numBatchesTracked;
+      nbt.assign(add(nbt, tensor([1], [], 'i32')));
+      for (const t of [biasedVar, newMean, newVar]) t.dispose();
+    });
+    mean.dispose();
+    invstd.dispose();
+    return y;
+  }
+}
+
+/** Fully connected layer: y = x Wᵀ + b, weight [out, in]. */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(inFeatures: number, outFeatures: number, { bias = true } = {}) {
+    super();
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = this.registerParameter('weight', uniform_(zeros([outFeatures, inFeatures]), -bound, bound));
+    this.bias = this.registerParameter('bias', bias ? uniform_(zeros([outFeatures]), -bound, bound) : null);
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.shape.at(-1) !== this.weight.shape[1])
+      throw new Error(`Linear(${this.weight.shape[1]}, ${this.weight.shape[0]}): input has ${x.shape.at(-1)} features (shape [${x.shape.join(', ')}])`);
+    const y = matmul(x, this.weight, { transB: true });
+    return this.bias ? add(y, this.bias) : y;
+  }
+}
+
+/** max(x, 0). */
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+
+/** Passes its input through. */
+export class Identity extends Module {
+  forward(x: Tensor): Tensor {
+    return x;
+  }
+}
+
+/** 2-D max pooling layer. */
+export class MaxPool2d extends Module {
+  constructor(readonly options: Pool2dOptions) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return maxPool2d(x, this.options);
+  }
+}
+
+/** 2-D average pooling layer. */
+export class AvgPool2d extends Module {
+  constructor(readonly options: Pool2dOptions) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return avgPool2d(x, this.options);
+  }
+}
+
+/** Adaptive average pooling to 1x1 (what ResNets use before `fc`): [N,C,H,W] -> [N,C,1,1]. */
+export class AdaptiveAvgPool2d extends Module {
+  constructor(outputSize: Pair = 1) {
+    super();
+    const [h, w] = typeof outputSize === 'number' ? [outputSize, outputSize] : outputSize;
+    if (h !== 1 || w !== 1) throw new Error(`AdaptiveAvgPool2d: only output size 1x1 is supported, got ${h}x${w}`);
+  }
+  forward(x: Tensor): Tensor {
+    return reshape(globalAvgPool2d(x), [x.shape[0], x.shape[1], 1, 1]);
+  }
+}
+
+/** Flattens every axis from `startDim` on. */
+export class Flatten extends Module {
+  constructor(readonly startDim = 1) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return flatten(x, this.startDim);
+  }
+}
+
+/** Runs children in order; they are named '0', '1', ... as in PyTorch. */
+export class Sequential extends Module {
+  readonly layers: Module[];
+  constructor(...layers: Module[]) {
+    super();
+    this.layers = layers;
+    layers.forEach((m, i) => this.registerModule(String(i), m));
+  }
+  forward(x: Tensor): Tensor {
+    return this.layers.reduce((h, m) => m.forward(h), x);
+  }
+}
+
+/** Cross-entropy loss module (PyTorch's `nn.CrossEntropyLoss`). */
+export class CrossEntropyLoss {
+  constructor(readonly options: CrossEntropyOptions = {}) {}
+  /** Loss of logits [N, C] against i32 labels [N]. */
+  forward(logits: Tensor, labels: Tensor): Tensor {
+    return crossEntropy(logits, labels, this.options);
+  }
+}
