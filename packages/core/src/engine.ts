@@ -192,7 +192,10 @@ export class Tensor implements Disposable {
 let active: Backend | null = null;
 
 /** Makes `backend` the one every op runs on. Tensors of the previous backend stay readable. */
-export const setBackend = (backend: Backend): Backend => (active = backend);
+export const setBackend = <S>(backend: Backend<S>): Backend<S> => {
+  active = backend as unknown as Backend;
+  return backend;
+};
 
 /** The active backend; throws a clear message when none was chosen. */
 export const getBackend = (): Backend => {

@@ -15,3 +15,6 @@ export { addCounter, blocksFor, philox4x32, philoxFill, u32ToUnit } from './phil
 export { getRngState, manualSeed, setRngState, type RngState } from './random.js';
 export { BACKEND_PACKAGES, useBackend, type BackendName } from './select.js';
 export { broadcastReductionAxes, broadcastShapes, normAxis, ShapeError, shapesEqual, sizeOf, stridesOf, type Shape } from './shape.js';
+export { createMetaBackend, type MetaObserver } from './meta.js';
+export * from './io/safetensors.js';
+export * from './io/tensors.js';

@@ -47,7 +47,7 @@ const parseName = (name: string, source: string): BackendName => {
  * A Backend object is used as given.
  */
 export const useBackend = async (name?: BackendName | Backend, { quiet = false } = {}): Promise<Backend> => {
-  if (name && typeof name === 'object') return setBackend(name);
+  if (name && typeof name === 'object') return setBackend(name as Backend);
   const env = typeof process !== 'undefined' ? process.env.RESIDUAL_BACKEND : undefined;
   const chosen = name ? parseName(name, 'useBackend') : env ? parseName(env, 'RESIDUAL_BACKEND') : 'auto';
   if (chosen !== 'auto') return setBackend(await (await importBackend(BACKEND_PACKAGES[chosen])).createBackend());

@@ -1,0 +1,2 @@
+/** Node-only parts of @residual/core (file system): `@residual/core/node`. */
+export * from './io/safetensors-node.js';

@@ -1,0 +1,6 @@
+/**
+ * @residual/resnet: the networks of "Deep Residual Learning for Image Recognition", named like
+ * torchvision, with the paper's training recipes and evaluation.
+ */
+export * from './models.js';
+export * from './flops.js';
