@@ -22,7 +22,9 @@ export const tensor = (values: NestedArray | ArrayLike<number>, shape?: Shape, d
   const s = shape ?? (typeof values === 'number' ? [] : Array.isArray(values) ? inferShape(values as NestedArray) : [flatValues.length]);
   checkShape(s);
   if (sizeOf(s) !== flatValues.length) throw new ShapeError(`tensor(): ${flatValues.length} values do not fill shape [${s.join(', ')}]`);
-  const data: DataArray = dt === 'f32' ? Float32Array.from(flatValues) : Int32Array.from(flatValues, (x) => Math.trunc(x));
+  const data: DataArray =
+    dt === 'f32' ? (flatValues instanceof Float32Array ? flatValues : Float32Array.from(flatValues))
+      : flatValues instanceof Int32Array ? flatValues : Int32Array.from(flatValues, (x) => Math.trunc(x));
   const backend = getBackend();
   return wrap(backend, backend.upload(data), s, dt);
 };

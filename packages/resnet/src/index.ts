@@ -4,3 +4,5 @@
  */
 export * from './models.js';
 export * from './flops.js';
+export * from './recipes.js';
+export * from './trainer.js';

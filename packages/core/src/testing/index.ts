@@ -1,0 +1,1 @@
+export { createReferenceBackend, type RefStorage } from './reference-backend.js';
