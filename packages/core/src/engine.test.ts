@@ -42,6 +42,17 @@ describe('tidy', () => {
     expect(live()).toBe(before);
   });
 
+  it('frees what it made when the function throws', () => {
+    const before = live();
+    expect(() =>
+      tidy(() => {
+        tensor([1, 2]);
+        add(tensor([1, 2, 3]), tensor([1, 2]));
+      }),
+    ).toThrow(/binary/);
+    expect(live()).toBe(before);
+  });
+
   it('rejects async functions', () => {
     expect(() => tidy(async () => tensor([1]))).toThrow(/synchronous/);
   });

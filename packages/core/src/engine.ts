@@ -239,9 +239,12 @@ export const tidy = <T>(fn: () => T): T => {
   try {
     result = fn();
     if (result instanceof Promise) throw new Error('tidy() takes a synchronous function; await outside it');
-  } finally {
+  } catch (e) {
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
+  scopes.pop();
   const keep = tensorsIn(result);
   for (const t of scope) if (!keep.has(t)) t.dispose();
   for (const t of keep) if (scope.has(t)) track(t);

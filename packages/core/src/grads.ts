@@ -39,7 +39,7 @@ type X = { x: Tensor };
 type AB = { a: Tensor; b: Tensor };
 const f32 = (t: Tensor) => cast(t, 'f32');
 
-const unaryGrad: Record<UnaryFn, ((x: Tensor, y: Tensor, dy: Tensor) => Tensor) | null> = {
+const unaryGrad: Record<UnaryFn, (x: Tensor, y: Tensor, dy: Tensor) => Tensor> = {
   neg: (_x, _y, dy) => neg(dy),
   abs: (x, _y, dy) => mul(dy, sign(x)),
   exp: (_x, y, dy) => mul(dy, y),
@@ -51,9 +51,10 @@ const unaryGrad: Record<UnaryFn, ((x: Tensor, y: Tensor, dy: Tensor) => Tensor) 
   relu: (x, _y, dy) => mul(dy, f32(gt(x, 0))),
   sigmoid: (_x, y, dy) => mul(dy, mul(y, sub(full([], 1), y))),
   tanh: (_x, y, dy) => mul(dy, sub(full([], 1), square(y))),
-  sign: null,
-  floor: null,
-  ceil: null,
+  // piecewise constant: zero almost everywhere, as PyTorch returns
+  sign: (x) => full(x.shape, 0),
+  floor: (x) => full(x.shape, 0),
+  ceil: (x) => full(x.shape, 0),
 };
 
 /** Share of the gradient each side of max/min gets: 1 where it wins, 1/2 on ties (PyTorch's rule). */
@@ -76,8 +77,7 @@ const channelShape = (c: number, rank: number) => [1, c, ...Array<number>(rank -
 /** The rules, keyed by op name. */
 export const GRADS: Partial<Record<OpName, GradRule>> = {
   unary: rule<X, { fn: UnaryFn }>(({ inputs: { x }, outputs: [y], attrs }, dy) => {
-    const g = unaryGrad[attrs.fn];
-    return { x: g ? g(x, y, dy) : null };
+    return { x: unaryGrad[attrs.fn](x, y, dy) };
   }),
   binary: rule<AB, { fn: BinaryFn }>(({ inputs: { a, b }, outputs: [y], attrs }, dy) => {
     const [da, db] = binaryGrad[attrs.fn](a, b, y, dy);

@@ -195,6 +195,7 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
   binary: {
     outputs: ({ a, b }, { fn }) => {
       same(`binary(${fn})`, a, b);
+      if (a.dtype === 'i32' && (fn === 'div' || fn === 'pow')) fail(`binary(${fn})`, 'needs f32 operands (cast i32 first)');
       return [{ shape: broadcastShapes(a.shape, b.shape, `binary(${fn})`), dtype: a.dtype }];
     },
   },

@@ -44,17 +44,30 @@ const parseName = (name: string, source: string): BackendName => {
 /**
  * Selects the backend every op runs on and returns it. `name` defaults to the `RESIDUAL_BACKEND`
  * environment variable, else 'auto': WebGPU when an adapter exists, else the CPU, saying so on stderr.
- * A Backend object is used as given.
+ * A Backend object is used as given. `load` imports a backend package from the caller's location
+ * (applications pass \`(p) => import(p)\`), since core itself does not depend on any backend.
  */
-export const useBackend = async (name?: BackendName | Backend, { quiet = false } = {}): Promise<Backend> => {
+export const useBackend = async (
+  name?: BackendName | Backend,
+  { quiet = false, load }: { quiet?: boolean; load?: (pkg: string) => Promise<unknown> } = {},
+): Promise<Backend> => {
+  const importer = async (pkg: string) => {
+    if (!load) return importBackend(pkg);
+    try {
+      return (await load(pkg)) as BackendModule;
+    } catch (e) {
+      if (isMissing(e, pkg)) throw new Error(`the '${pkg.split('-').pop()}' backend needs the package ${pkg}: install it with \`npm install ${pkg}\``);
+      throw e;
+    }
+  };
   if (name && typeof name === 'object') return setBackend(name as Backend);
   const env = typeof process !== 'undefined' ? process.env.RESIDUAL_BACKEND : undefined;
   const chosen = name ? parseName(name, 'useBackend') : env ? parseName(env, 'RESIDUAL_BACKEND') : 'auto';
-  if (chosen !== 'auto') return setBackend(await (await importBackend(BACKEND_PACKAGES[chosen])).createBackend());
+  if (chosen !== 'auto') return setBackend(await (await importer(BACKEND_PACKAGES[chosen])).createBackend());
   try {
-    return setBackend(await (await importBackend(BACKEND_PACKAGES.webgpu)).createBackend());
+    return setBackend(await (await importer(BACKEND_PACKAGES.webgpu)).createBackend());
   } catch (e) {
     if (!quiet) console.error(`residual: WebGPU unavailable (${(e as Error).message.split('\n')[0]}); using the CPU backend`);
-    return setBackend(await (await importBackend(BACKEND_PACKAGES.cpu)).createBackend());
+    return setBackend(await (await importer(BACKEND_PACKAGES.cpu)).createBackend());
   }
 };

@@ -1,0 +1,99 @@
+/** Elementwise kernels: unary, binary and comparisons with NumPy broadcasting, where. */
+import { stridesOf, type BinaryFn, type CompareFn, type DataArray, type Shape, type UnaryFn } from '@residual/core';
+import { broadcastStrides, forEachRun } from './strided.js';
+
+/** out[i] = fn(x[i]); `out` has x's length. */
+export const unary = (fn: UnaryFn, x: DataArray, out: DataArray): void => {
+  const n = x.length;
+  switch (fn) {
+    case 'neg': for (let i = 0; i < n; i++) out[i] = -x[i]; break;
+    case 'abs': for (let i = 0; i < n; i++) out[i] = Math.abs(x[i]); break;
+    case 'exp': for (let i = 0; i < n; i++) out[i] = Math.exp(x[i]); break;
+    case 'log': for (let i = 0; i < n; i++) out[i] = Math.log(x[i]); break;
+    case 'sqrt': for (let i = 0; i < n; i++) out[i] = Math.sqrt(x[i]); break;
+    case 'rsqrt': for (let i = 0; i < n; i++) out[i] = 1 / Math.sqrt(x[i]); break;
+    case 'reciprocal': for (let i = 0; i < n; i++) out[i] = 1 / x[i]; break;
+    case 'square':
+      if (out instanceof Int32Array) for (let i = 0; i < n; i++) out[i] = Math.imul(x[i], x[i]);
+      else for (let i = 0; i < n; i++) out[i] = x[i] * x[i];
+      break;
+    case 'relu': for (let i = 0; i < n; i++) out[i] = Math.max(x[i], 0); break;
+    case 'sigmoid':
+      // exp of a non-positive argument only, so neither tail overflows.
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        const e = Math.exp(-Math.abs(v));
+        out[i] = v >= 0 ? 1 / (1 + e) : e / (1 + e);
+      }
+      break;
+    case 'tanh': for (let i = 0; i < n; i++) out[i] = Math.tanh(x[i]); break;
+    case 'sign': for (let i = 0; i < n; i++) out[i] = Math.sign(x[i]); break;
+    case 'floor': for (let i = 0; i < n; i++) out[i] = Math.floor(x[i]); break;
+    case 'ceil': for (let i = 0; i < n; i++) out[i] = Math.ceil(x[i]); break;
+    default: throw new Error(`cpu unary: unknown function '${fn as string}'`);
+  }
+};
+
+/** One run of a binary function: out[o + i] = fn(a[ai + i*as], b[bi + i*bs]). */
+const binaryRun = (
+  fn: BinaryFn, a: DataArray, ai: number, as: number, b: DataArray, bi: number, bs: number, out: DataArray, o: number, n: number,
+): void => {
+  const end = o + n;
+  switch (fn) {
+    case 'add': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] + b[bi]; break;
+    case 'sub': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] - b[bi]; break;
+    case 'mul':
+      // i32 products must wrap like int32 arithmetic; a float64 product loses the low bits.
+      if (out instanceof Int32Array) for (; o < end; o++, ai += as, bi += bs) out[o] = Math.imul(a[ai], b[bi]);
+      else for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] * b[bi];
+      break;
+    case 'div': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] / b[bi]; break;
+    case 'max': for (; o < end; o++, ai += as, bi += bs) out[o] = Math.max(a[ai], b[bi]); break;
+    case 'min': for (; o < end; o++, ai += as, bi += bs) out[o] = Math.min(a[ai], b[bi]); break;
+    case 'pow': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] ** b[bi]; break;
+    default: throw new Error(`cpu binary: unknown function '${fn as string}'`);
+  }
+};
+
+/** One run of a comparison, writing 1 or 0. */
+const compareRun = (
+  fn: CompareFn, a: DataArray, ai: number, as: number, b: DataArray, bi: number, bs: number, out: DataArray, o: number, n: number,
+): void => {
+  const end = o + n;
+  switch (fn) {
+    case 'eq': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] === b[bi] ? 1 : 0; break;
+    case 'ne': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] !== b[bi] ? 1 : 0; break;
+    case 'lt': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] < b[bi] ? 1 : 0; break;
+    case 'le': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] <= b[bi] ? 1 : 0; break;
+    case 'gt': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] > b[bi] ? 1 : 0; break;
+    case 'ge': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] >= b[bi] ? 1 : 0; break;
+    default: throw new Error(`cpu compare: unknown function '${fn as string}'`);
+  }
+};
+
+type Run<F> = (fn: F, a: DataArray, ai: number, as: number, b: DataArray, bi: number, bs: number, out: DataArray, o: number, n: number) => void;
+
+const broadcast2 = <F>(run: Run<F>, fn: F, a: DataArray, aShape: Shape, b: DataArray, bShape: Shape, out: DataArray, outShape: Shape): void => {
+  const strides = [broadcastStrides(aShape, outShape), broadcastStrides(bShape, outShape), stridesOf(outShape)];
+  forEachRun(outShape, strides, [0, 0, 0], (o, n, s) => run(fn, a, o[0], s[0], b, o[1], s[1], out, o[2], n));
+};
+
+/** out = fn(a, b) with a and b broadcast to `outShape`. */
+export const binary = (fn: BinaryFn, a: DataArray, aShape: Shape, b: DataArray, bShape: Shape, out: DataArray, outShape: Shape): void =>
+  broadcast2(binaryRun, fn, a, aShape, b, bShape, out, outShape);
+
+/** out = fn(a, b) ? 1 : 0 with a and b broadcast to `outShape`. */
+export const compare = (fn: CompareFn, a: DataArray, aShape: Shape, b: DataArray, bShape: Shape, out: DataArray, outShape: Shape): void =>
+  broadcast2(compareRun, fn, a, aShape, b, bShape, out, outShape);
+
+/** out = cond != 0 ? a : b, all three broadcast to `outShape`. */
+export const where = (
+  cond: Int32Array, condShape: Shape, a: DataArray, aShape: Shape, b: DataArray, bShape: Shape, out: DataArray, outShape: Shape,
+): void => {
+  const strides = [condShape, aShape, bShape].map((s) => broadcastStrides(s, outShape));
+  strides.push(stridesOf(outShape));
+  forEachRun(outShape, strides, [0, 0, 0, 0], (o, n, s) => {
+    const [cs, as, bs] = s;
+    for (let i = 0, c = o[0], ai = o[1], bi = o[2], k = o[3]; i < n; i++, c += cs, ai += as, bi += bs, k++) out[k] = cond[c] !== 0 ? a[ai] : b[bi];
+  });
+};

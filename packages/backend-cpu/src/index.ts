@@ -1,0 +1,119 @@
+/**
+ * @residual/backend-cpu: every op of the residual op interface on the CPU, in plain TypeScript over
+ * typed arrays. Kernels are functions of arrays, offsets and strides, ready to move into WebAssembly.
+ */
+import { philoxFill, sizeOf, type Backend, type DataArray, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
+import { conv2d, conv2dBackwardData, conv2dBackwardFilter } from './conv.js';
+import { binary, compare, unary, where } from './elementwise.js';
+import { matmul } from './gemm.js';
+import { broadcastTo, concat, pad, permute, slice } from './layout.js';
+import { softmaxCrossEntropy, softmaxCrossEntropyBackward } from './loss.js';
+import { CpuMemory, type CpuStorage } from './memory.js';
+import { batchNormBackward, batchNormTrain, channelAffine } from './norm.js';
+import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dBackward } from './pool.js';
+import { argmax, reduce, topk } from './reduce.js';
+import { sgdUpdate } from './sgd.js';
+
+export type { CpuStorage } from './memory.js';
+
+/** Options of {@link createCpuBackend}. */
+export interface CpuBackendOptions {
+  /**
+   * Freed buffers are pooled for reuse up to this many bytes; beyond it they are left to the garbage
+   * collector. Default: unlimited, which keeps a training loop (same sizes every step) allocation-free.
+   */
+  readonly maxPooledBytes?: number;
+}
+
+/** Creates a CPU backend; register it with `setBackend(createCpuBackend())`. */
+export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuStorage> => {
+  const mem = new CpuMemory(options.maxPooledBytes);
+  const alloc = (spec: TensorSpec): CpuStorage => mem.alloc(spec.dtype, sizeOf(spec.shape));
+  const f32 = (v: TensorView<CpuStorage>) => v.storage.data as Float32Array;
+  const i32 = (v: TensorView<CpuStorage>) => v.storage.data as Int32Array;
+  /** Allocates the op's only output, lets `write` fill its array, and returns it. */
+  const one = <A extends DataArray = Float32Array>(spec: TensorSpec, write: (out: A) => void): CpuStorage[] => {
+    const s = alloc(spec);
+    write(s.data as A);
+    return [s];
+  };
+
+  const kernels = {
+    unary: ({ x }, { fn }, [o]) => one<DataArray>(o, (y) => unary(fn, x.storage.data, y)),
+    binary: ({ a, b }, { fn }, [o]) => one<DataArray>(o, (y) => binary(fn, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
+    compare: ({ a, b }, { fn }, [o]) => one<DataArray>(o, (y) => compare(fn, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
+    where: ({ cond, a, b }, _, [o]) =>
+      one<DataArray>(o, (y) => where(i32(cond), cond.shape, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
+    // Int32Array stores truncate toward zero, as a PyTorch f32 -> i32 cast does.
+    cast: ({ x }, _, [o]) => one<DataArray>(o, (y) => y.set(x.storage.data)),
+    copy: ({ x }, _, [o]) => one<DataArray>(o, (y) => y.set(x.storage.data)),
+    fill: (_, { value }, [o]) => one<DataArray>(o, (y) => y.fill(value)),
+    reduce: ({ x }, { fn, axes }, [o]) => one<DataArray>(o, (y) => reduce(fn, x.storage.data, x.shape, axes, y)),
+    argmax: ({ x }, { axis }, [o]) => one<Int32Array>(o, (y) => argmax(x.storage.data, x.shape, axis, y)),
+    topk: ({ x }, { k }, [vo, io]) => {
+      const [values, indices] = [alloc(vo), alloc(io)];
+      topk(x.storage.data, x.shape, k, values.data, indices.data as Int32Array);
+      return [values, indices];
+    },
+    matmul: ({ a, b }, { transA, transB }, [o]) => one(o, (y) => matmul(f32(a), a.shape, transA, f32(b), b.shape, transB, y, o.shape, mem)),
+    conv2d: ({ x, w }, g, [o]) => one(o, (y) => conv2d(f32(x), f32(w), y, g, mem)),
+    conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(f32(dy), f32(w), dx, g, mem)),
+    conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(f32(x), f32(dy), dw, g, mem)),
+    maxPool2d: ({ x }, g, [o]) => one(o, (y) => maxPool2d(f32(x), y, g)),
+    maxPool2dBackward: ({ dy, x }, g, [o]) => one(o, (dx) => maxPool2dBackward(f32(dy), f32(x), dx, g)),
+    avgPool2d: ({ x }, g, [o]) => one(o, (y) => avgPool2d(f32(x), y, g)),
+    avgPool2dBackward: ({ dy }, g, [o]) => one(o, (dx) => avgPool2dBackward(f32(dy), dx, g)),
+    batchNormTrain: ({ x, gamma, beta }, { eps }, outs) => {
+      const [y, mean, invstd] = outs.map(alloc);
+      batchNormTrain(f32(x), x.shape, f32(gamma), f32(beta), eps, y.data as Float32Array, mean.data as Float32Array, invstd.data as Float32Array);
+      return [y, mean, invstd];
+    },
+    batchNormBackward: ({ dy, x, gamma, mean, invstd }, _, outs) => {
+      const [dx, dgamma, dbeta] = outs.map(alloc);
+      batchNormBackward(
+        f32(dy), f32(x), x.shape, f32(gamma), f32(mean), f32(invstd),
+        dx.data as Float32Array, dgamma.data as Float32Array, dbeta.data as Float32Array,
+      );
+      return [dx, dgamma, dbeta];
+    },
+    channelAffine: ({ x, scale, shift }, _, [o]) => one(o, (y) => channelAffine(f32(x), x.shape, f32(scale), f32(shift), y)),
+    softmaxCrossEntropy: ({ logits, labels }, { smoothing }, [o]) =>
+      one(o, (loss) => softmaxCrossEntropy(f32(logits), i32(labels), logits.shape[1], smoothing, loss)),
+    softmaxCrossEntropyBackward: ({ logits, labels, dloss }, { smoothing }, [o]) =>
+      one(o, (d) => softmaxCrossEntropyBackward(f32(logits), i32(labels), f32(dloss), logits.shape[1], smoothing, d)),
+    permute: ({ x }, { perm }, [o]) => one<DataArray>(o, (y) => permute(x.storage.data, x.shape, perm, y)),
+    slice: ({ x }, { begin, size }, [o]) => one<DataArray>(o, (y) => slice(x.storage.data, x.shape, begin, size, y)),
+    pad: ({ x }, { pads, value }, [o]) => one<DataArray>(o, (y) => pad(x.storage.data, x.shape, pads, value, y)),
+    concat: ({ xs }, { axis }, [o]) =>
+      one<DataArray>(o, (y) => concat(xs.map((t) => ({ data: t.storage.data, shape: t.shape })), axis, y, o.shape)),
+    broadcastTo: ({ x }, _, [o]) => one<DataArray>(o, (y) => broadcastTo(x.storage.data, x.shape, y, o.shape)),
+    sgdUpdate: ({ param, grad, momentum }, attrs) => {
+      sgdUpdate(f32(param), f32(grad), f32(momentum), attrs);
+      return [];
+    },
+    randomFill: (_, { dist, seed, counter, a, b }, [o]) => one(o, (y) => philoxFill(y, dist, seed, counter, a, b)),
+  } satisfies Kernels<CpuStorage>;
+
+  const read = (s: CpuStorage, size: number, dtype: 'f32' | 'i32'): DataArray => {
+    if (s.freed) throw new Error('cpu backend: reading a storage that was freed');
+    if (s.data.length !== size || (dtype === 'f32') !== (s.data instanceof Float32Array))
+      throw new Error(`cpu backend: storage holds ${s.data.length} ${s.data instanceof Float32Array ? 'f32' : 'i32'} elements, asked for ${size} ${dtype}`);
+    return s.data.slice();
+  };
+
+  return {
+    name: 'cpu',
+    device: 'CPU (JavaScript, 1 thread)',
+    upload: (data) => mem.upload(data),
+    download: async (s, size, dtype) => read(s, size, dtype),
+    readSync: read,
+    free: (s) => mem.free(s),
+    sync: async () => {},
+    memory: () => mem.info(),
+    dispose: () => mem.clear(),
+    kernels,
+  };
+};
+
+/** The entry point `useBackend('cpu')` from `@residual/core` looks for: a CPU backend with default options. */
+export const createBackend = (): Backend<CpuStorage> => createCpuBackend();

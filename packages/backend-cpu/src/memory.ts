@@ -1,0 +1,108 @@
+/**
+ * CPU memory: storages drawn from a free-list pool keyed by (dtype, length), plus grow-only scratch
+ * arrays (im2col columns, GEMM panels). A training loop allocates the same sizes every step, so after
+ * the first step every allocation is a pool hit and the JS heap stays flat.
+ */
+import type { DataArray, DType, MemoryInfo } from '@residual/core';
+
+/** A CPU tensor's memory: one typed array of exactly the tensor's element count. */
+export interface CpuStorage {
+  /** The elements; an empty array once freed. */
+  data: DataArray;
+  /** Set by `free()`, so a second free is caught. */
+  freed: boolean;
+}
+
+const EMPTY = { f32: new Float32Array(0), i32: new Int32Array(0) } as const;
+
+const dtypeOf = (data: DataArray): DType => (data instanceof Float32Array ? 'f32' : 'i32');
+
+/** The pool and the scratch arrays of one backend, with the byte counts `memory()` reports. */
+export class CpuMemory {
+  readonly #free = { f32: new Map<number, Float32Array[]>(), i32: new Map<number, Int32Array[]>() };
+  readonly #scratch = new Map<string, Float32Array>();
+  #liveBytes = 0;
+  #liveBuffers = 0;
+  #pooledBytes = 0;
+  #scratchBytes = 0;
+  #peakBytes = 0;
+
+  /** @param maxPooledBytes freed arrays beyond this many pooled bytes are dropped for the GC. */
+  constructor(readonly maxPooledBytes = Infinity) {}
+
+  /** A storage of `length` elements; its contents are arbitrary (kernels overwrite every element). */
+  alloc(dtype: DType, length: number): CpuStorage {
+    const reused = this.#free[dtype].get(length)?.pop();
+    if (reused) this.#pooledBytes -= reused.byteLength;
+    const data = reused ?? (dtype === 'f32' ? new Float32Array(length) : new Int32Array(length));
+    this.#liveBytes += data.byteLength;
+    this.#liveBuffers++;
+    this.#grew();
+    return { data, freed: false };
+  }
+
+  /** A new storage holding a copy of `data`. */
+  upload(data: DataArray): CpuStorage {
+    const s = this.alloc(dtypeOf(data), data.length);
+    s.data.set(data);
+    return s;
+  }
+
+  /** Returns a storage's array to the pool; using the storage afterwards is an error. */
+  free(s: CpuStorage): void {
+    if (s.freed) throw new Error('cpu backend: free() of a storage that was already freed');
+    const { data } = s;
+    const dtype = dtypeOf(data);
+    s.freed = true;
+    s.data = EMPTY[dtype];
+    this.#liveBytes -= data.byteLength;
+    this.#liveBuffers--;
+    if (this.#pooledBytes + data.byteLength > this.maxPooledBytes) return;
+    const map = this.#free[dtype] as Map<number, DataArray[]>;
+    const list = map.get(data.length);
+    if (list) list.push(data);
+    else map.set(data.length, [data]);
+    this.#pooledBytes += data.byteLength;
+  }
+
+  /**
+   * A scratch array of at least `length` floats for the named use, kept between calls; contents are
+   * arbitrary and valid only until the next request for the same name.
+   */
+  scratch(name: string, length: number): Float32Array {
+    const have = this.#scratch.get(name);
+    if (have && have.length >= length) return have;
+    const next = new Float32Array(length);
+    this.#scratchBytes += next.byteLength - (have?.byteLength ?? 0);
+    this.#scratch.set(name, next);
+    this.#grew();
+    return next;
+  }
+
+  /** The byte counts of `Backend.memory()`; scratch arrays count as held. */
+  info(): MemoryInfo {
+    return {
+      liveBytes: this.#liveBytes,
+      liveBuffers: this.#liveBuffers,
+      heldBytes: this.#held(),
+      peakBytes: this.#peakBytes,
+    };
+  }
+
+  /** Drops the pool and the scratch arrays (live storages stay valid). */
+  clear(): void {
+    this.#free.f32.clear();
+    this.#free.i32.clear();
+    this.#scratch.clear();
+    this.#pooledBytes = 0;
+    this.#scratchBytes = 0;
+  }
+
+  #held(): number {
+    return this.#liveBytes + this.#pooledBytes + this.#scratchBytes;
+  }
+
+  #grew(): void {
+    this.#peakBytes = Math.max(this.#peakBytes, this.#held());
+  }
+}
