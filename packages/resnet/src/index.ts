@@ -6,3 +6,4 @@ export * from './models.js';
 export * from './flops.js';
 export * from './recipes.js';
 export * from './trainer.js';
+export * from './golden.js';

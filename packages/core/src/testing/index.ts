@@ -13,6 +13,7 @@ import { gradientCases } from './grad-cases.js';
 
 export type { ConformanceCase } from './cases.js';
 export { expectClose, RTOL, Rng, type KitTensor, type Readback, type Tolerance } from './harness.js';
+export { createReferenceBackend, type RefStorage } from './reference-backend.js';
 export { numericGrad, ref, refTensor, type RefInputs, type RefOp, type RefTensor } from './reference.js';
 
 /** Options of `conformanceCases`. */
