@@ -55,6 +55,9 @@ export const writeFileAtomic = async (path: string, bytes: Uint8Array | string):
     } finally {
       await fh.close();
     }
+    // Fault injection for tests that kill the process between the write and the rename.
+    const delay = Number(process.env.RESIDUAL_FAULT_RENAME_DELAY_MS ?? 0);
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
     await rename(tmp, path);
   } catch (e) {
     await rm(tmp, { force: true });

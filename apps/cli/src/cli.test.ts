@@ -1,0 +1,188 @@
+/**
+ * The `residual` command end to end, as a user runs it (the built dist, a child process), on data
+ * and weights the tests make: CIFAR-format files, formula weights checked against torchvision's logits.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { setBackend } from '@residual/core';
+import { loadTensors, saveTensors, openSafetensors } from '@residual/core/node';
+import { createCpuBackend } from '@residual/backend-cpu';
+import { createModel, goldenInput, goldenStateDict } from '@residual/resnet';
+
+const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+const GOLDEN = fileURLToPath(new URL('../../../packages/resnet/src/golden/', import.meta.url));
+const env = { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1' };
+
+const cli = (args: string[], extraEnv: Record<string, string> = {}) => {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...env, ...extraEnv } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+const json = (args: string[]) => {
+  const r = cli([...args, '--json']);
+  if (r.code !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+};
+
+/** A CIFAR-10 folder in the official binary layout, with `n` learnable records (the class sets the mean colour). */
+const makeCifar = (n: number, seed = 1): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'residual-cifar-'));
+  const rec = 3073;
+  const bytes = new Uint8Array(n * rec);
+  let s = seed;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  for (let r = 0; r < n; r++) {
+    const label = r % 10;
+    bytes[r * rec] = label;
+    for (let p = 0; p < 3072; p++) bytes[r * rec + 1 + p] = Math.floor(label * 20 + rnd() * 60);
+  }
+  writeFileSync(join(dir, 'data_batch_1.bin'), bytes);
+  writeFileSync(join(dir, 'test_batch.bin'), bytes.subarray(0, Math.min(n, 20) * rec));
+  return dir;
+};
+
+const losses = (dir: string) =>
+  readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'step').map((m) => m.loss);
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) throw new Error(`build the CLI first (pnpm build): ${MAIN} is missing`);
+});
+
+describe('predict --tensor reproduces torchvision logits on the CPU backend', () => {
+  it.each(['resnet20', 'resnet18'])('%s', async (name) => {
+    const golden = JSON.parse(readFileSync(join(GOLDEN, `${name}.json`), 'utf8'));
+    setBackend(createCpuBackend());
+    const dir = mkdtempSync(join(tmpdir(), 'residual-predict-'));
+    const model = createModel(name);
+    await saveTensors(join(dir, 'w.safetensors'), goldenStateDict(model), { format: 'pt' });
+    await saveTensors(join(dir, 'in.safetensors'), { input: goldenInput(golden.inputShape) });
+    const r = json(['predict', '--model', name, '--weights', join(dir, 'w.safetensors'), '--tensor', join(dir, 'in.safetensors'), '--output', join(dir, 'out.safetensors'), '--backend', 'cpu']);
+    expect(r.shape).toEqual(golden.shape);
+    const out = await loadTensors(join(dir, 'out.safetensors'));
+    const got = await out.get('logits')!.data();
+    const worst = Math.max(...Array.from(got, (v, i) => Math.abs(v - golden.logits[i])));
+    expect(worst).toBeLessThan(1e-3);
+  }, 120_000);
+});
+
+describe('train, eval, resume', () => {
+  const data = makeCifar(96);
+  const base = ['train', '--model', 'resnet20', '--data', `cifar10:${data}`, '--batch-size', '16', '--lr', '0.05', '--seed', '3', '--log-every', '1', '--workers', '0'];
+
+  it('trains, writes metrics, weights and a checkpoint, and eval reads the weights', () => {
+    const out = mkdtempSync(join(tmpdir(), 'residual-run-'));
+    const r = json([...base, '--epochs', '1', '--out', out]);
+    expect(r.steps).toBe(6);
+    expect(r.epochs).toBe(1);
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+    expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
+    const epochs = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'epoch');
+    expect(epochs).toHaveLength(1);
+    expect(epochs[0]).toMatchObject({ epoch: 1, step: 6 });
+    expect(typeof epochs[0].valAccuracy).toBe('number');
+    const e = json(['eval', '--model', 'resnet20', '--weights', join(out, 'model.safetensors'), '--data', `cifar10:${data}`, '--split', 'test']);
+    expect(e.images).toBe(20);
+    expect(e.top1).toBeGreaterThanOrEqual(0);
+    expect(e.top1).toBeLessThanOrEqual(e.top5);
+    expect(e.loss).toBeGreaterThan(0);
+  }, 300_000);
+
+  it('resumed runs reproduce the uninterrupted losses exactly', () => {
+    const whole = mkdtempSync(join(tmpdir(), 'residual-whole-'));
+    json([...base, '--iterations', '8', '--out', whole]);
+    const parts = mkdtempSync(join(tmpdir(), 'residual-parts-'));
+    // stop after 3 steps (mid-epoch: 6 steps per epoch), then resume to the end
+    json([...base, '--iterations', '8', '--out', parts, '--stop-after', '3']);
+    expect(losses(parts)).toHaveLength(3);
+    json([...base, '--iterations', '8', '--resume', parts]);
+    expect(losses(parts)).toEqual(losses(whole));
+  }, 300_000);
+
+  it('a SIGKILL while a checkpoint is being written leaves the previous one loadable, and resume completes', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'residual-kill-'));
+    const child = spawn(process.execPath, [MAIN, ...base, '--iterations', '8', '--checkpoint-every', '1', '--out', out], {
+      env: { ...env, RESIDUAL_FAULT_RENAME_DELAY_MS: '1500' },
+      stdio: 'ignore',
+    });
+    // wait until a checkpoint exists and the next one is half-written (its temp file is there)
+    const deadline = Date.now() + 240_000;
+    let killed = false;
+    while (Date.now() < deadline && !killed) {
+      await new Promise((r) => setTimeout(r, 50));
+      const names = readdirSync(out);
+      if (names.includes('checkpoint.safetensors') && names.some((n) => n.startsWith('.checkpoint.safetensors') && n.endsWith('.tmp'))) {
+        child.kill('SIGKILL');
+        killed = true;
+      }
+    }
+    expect(killed).toBe(true);
+    await new Promise((r) => child.once('exit', r));
+    const file = await openSafetensors(join(out, 'checkpoint.safetensors'));
+    const record = JSON.parse(file.header.metadata.residual);
+    await file.close();
+    expect(record.trainer.step).toBeGreaterThanOrEqual(1);
+    const r = json([...base, '--iterations', '8', '--resume', out]);
+    expect(r.steps).toBe(8);
+  }, 300_000);
+
+  it('--resume on a folder without a checkpoint starts from scratch with a notice', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'residual-new-')), 'run');
+    const r = cli([...base, '--iterations', '1', '--resume', out, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/no checkpoint .* starting from scratch/);
+    expect(JSON.parse(r.stdout).steps).toBe(1);
+  }, 120_000);
+});
+
+describe('options and config files', () => {
+  it('rejects an unknown config key, naming it and the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'residual-cfg-'));
+    writeFileSync(join(dir, 'run.json'), JSON.stringify({ model: 'resnet20', batchSise: 3 }));
+    const r = cli(['train', '--config', join(dir, 'run.json')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/run\.json: unknown key 'batchSise'/);
+  });
+
+  it('names the flag of a bad value, and the config key when it comes from the file', () => {
+    const r = cli(['train', '--batch-size', 'many']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--batch-size/);
+    const dir = mkdtempSync(join(tmpdir(), 'residual-cfg-'));
+    writeFileSync(join(dir, 'run.json'), JSON.stringify({ lr: -1 }));
+    const c = cli(['train', '--config', join(dir, 'run.json')]);
+    expect(c.code).toBe(2);
+    expect(c.stderr).toMatch(/run\.json: key 'lr'/);
+  });
+
+  it('a flag overrides the config file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'residual-cfg-'));
+    writeFileSync(join(dir, 'run.json'), JSON.stringify({ model: 'nonsense' }));
+    const r = cli(['train', '--config', join(dir, 'run.json'), '--model', 'resnet20', '--epochs', '1', '--iterations', '1']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--epochs and --iterations/); // model validated fine: the flag won
+  });
+
+  it('an unknown model lists the known ones', () => {
+    const r = cli(['train', '--model', 'resnet21']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--model.*resnet20/);
+  });
+
+  it('devices lists the CPU backend with a passing self-check', () => {
+    const d = json(['devices']);
+    expect(d.find((x: { backend: string }) => x.backend === 'cpu')).toMatchObject({ available: true, selfCheck: 'ok' });
+  }, 60_000);
+
+  it('weights inspect lists tensors with torchvision dtypes', async () => {
+    setBackend(createCpuBackend());
+    const dir = mkdtempSync(join(tmpdir(), 'residual-w-'));
+    const model = createModel('resnet20');
+    await saveTensors(join(dir, 'w.safetensors'), model.stateDict());
+    const r = json(['weights', 'inspect', join(dir, 'w.safetensors')]);
+    expect(r.tensors.find((t: { name: string }) => t.name === 'bn1.num_batches_tracked')).toMatchObject({ dtype: 'I64', shape: [] });
+    expect(r.tensors).toHaveLength(model.stateDict().size);
+  });
+});

@@ -1,0 +1,44 @@
+/** `residual devices`: the backends available here, each device's name and limits, and a self-check. */
+import type { Command } from 'commander';
+import { matmul, tensor, type Backend } from '@residual/core';
+import { setBackend } from '@residual/core';
+import { emit } from '../output.js';
+
+interface DeviceInfo {
+  backend: string;
+  available: boolean;
+  device?: string;
+  selfCheck?: 'ok' | string;
+  error?: string;
+}
+
+/** A 2x2 matmul against its known result. */
+const selfCheck = async (b: Backend): Promise<string> => {
+  setBackend(b);
+  const y = matmul(tensor([[1, 2], [3, 4]]), tensor([[5, 6], [7, 8]]));
+  const got = Array.from(await y.data());
+  y.dispose();
+  return got.join() === '19,22,43,50' ? 'ok' : `wrong result ${got.join(', ')}`;
+};
+
+/** Registers `devices`. */
+export const registerDevices = (program: Command): void => {
+  program
+    .command('devices')
+    .description('List the backends available here, their devices, and check each one')
+    .option('--json', 'print the result as JSON on stdout')
+    .action(async (flags: { json?: boolean }) => {
+      const out: DeviceInfo[] = [];
+      for (const [name, pkg] of [['cpu', '@residual/backend-cpu'], ['webgpu', '@residual/backend-webgpu']] as const) {
+        try {
+          const mod = (await import(pkg)) as { createBackend(): Promise<Backend> | Backend };
+          const b = await mod.createBackend();
+          out.push({ backend: name, available: true, device: b.device, selfCheck: await selfCheck(b) });
+        } catch (e) {
+          out.push({ backend: name, available: false, error: (e as Error).message.split('\n')[0] });
+        }
+      }
+      emit(!!flags.json, out, (ds) =>
+        ds.map((d) => (d.available ? `${d.backend}: ${d.device} (self-check ${d.selfCheck})` : `${d.backend}: unavailable (${d.error})`)).join('\n'));
+    });
+};

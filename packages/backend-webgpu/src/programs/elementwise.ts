@@ -1,0 +1,121 @@
+/**
+ * The one elementwise template: out = expr(v0, v1, ...) over an iteration shape, each operand read
+ * through its own strided view (broadcast, permuted, sliced) and the output written contiguously or
+ * into a window of a larger tensor. Unary, binary, compare, where, cast, fill, every layout op and
+ * the per-channel affine maps are instances of it.
+ */
+import { sizeOf, type Shape } from '@residual/core';
+import { groupsFor, type Program, type UniformField, type WgslScalar } from '../header.js';
+import { accessOf, contiguous, type Access, type View } from '../views.js';
+
+/** An operand: its element type and how it is read. */
+export interface Operand {
+  readonly type: WgslScalar;
+  readonly view: View;
+}
+
+/** One elementwise map. */
+export interface ElementwiseSpec {
+  /** A WGSL expression over the operand values `v0`, `v1`, ... and the uniform `u.value`. */
+  readonly expr: string;
+  /** The iteration shape (the output's shape, or the part of it written). */
+  readonly shape: Shape;
+  readonly inputs: readonly Operand[];
+  readonly out: { readonly type: WgslScalar; readonly view?: View };
+  /** A constant the expression reads as `u.value`, of the output's type. */
+  readonly value?: number;
+  /** Element type of the shared helpers (`isNan`, `maxOf`, ...): the operands' value type. */
+  readonly scalar?: WgslScalar;
+}
+
+const WG = 256;
+
+/** f32 helpers the expressions may call (WGSL's `pow` is undefined for negative bases). */
+const HELPERS = `fn sigmoidOf(v: f32) -> f32 {
+  let e = exp(-abs(v));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), v >= 0.0);
+}
+// tanh saturates to +-1 in f32 long before |v| = 10; clamping keeps drivers' exp-based tanh finite.
+fn tanhOf(v: f32) -> f32 { return select(tanh(clamp(v, -10.0, 10.0)), v, isNanF(v)); }
+fn powF(a: f32, b: f32) -> f32 {
+  if (b == 0.0) { return 1.0; }
+  if (b == 2.0) { return a * a; }
+  let m = pow(abs(a), b);
+  if (!(a < 0.0)) { return m; }
+  if (floor(b) != b) { return nan(); }
+  return select(m, -m, fract(b * 0.5) != 0.0);
+}
+// Integer power by squaring (wrapping like i32 products); negative exponents truncate 1/a^|b| to 0 unless |a| = 1.
+fn powI(a: i32, b: i32) -> i32 {
+  if (b < 0) { return select(select(0i, select(1i, -1i, (b & 1) != 0), a == -1i), 1i, a == 1i); }
+  var r = 1i;
+  var base = a;
+  var e = b;
+  loop {
+    if (e == 0) { break; }
+    if ((e & 1) != 0) { r *= base; }
+    base *= base;
+    e >>= 1u;
+  }
+  return r;
+}`;
+
+const index = (a: Access, k: number): string => (a === 'c' ? 'i' : a === 'z' ? `bases(${k}u)` : `stridedOffset(i, ${k}u) + bases(${k}u)`);
+
+/** The program of one elementwise map. */
+export const elementwiseProgram = (spec: ElementwiseSpec): Program => {
+  const { shape, inputs, out } = spec;
+  const views = [...inputs.map((o) => o.view), out.view ?? contiguous(shape)];
+  const access = views.map((v) => accessOf(v, shape));
+  const strided = access.includes('s');
+  const size = sizeOf(shape);
+  const uniforms: UniformField[] = [{ name: 'size', type: 'u32', value: size }];
+  if (spec.value !== undefined) uniforms.push({ name: 'value', type: out.type, value: spec.value });
+  uniforms.push({ name: 'bases', type: 'u32', value: views.map((v) => v.base) });
+  if (strided) {
+    uniforms.push({ name: 'shape', type: 'u32', value: [...shape] });
+    uniforms.push({ name: 'strides', type: 'u32', value: views.flatMap((v) => [...v.strides]) });
+  }
+  const operands = inputs.map((o, k) => `${o.type}${access[k]}`).join(',');
+  const scalar = spec.scalar ?? inputs[0]?.type ?? out.type;
+  return {
+    shaderKey: `ew|${spec.expr}|${operands}|${out.type}${access[inputs.length]}|${strided ? shape.length : '-'}|${scalar}|${spec.value !== undefined}`,
+    workgroupSize: WG,
+    dispatch: groupsFor(size, WG),
+    inputs: inputs.map((o, k) => ({ name: `src${k}`, type: o.type })),
+    outputs: [{ name: 'dst', type: out.type }],
+    uniforms,
+    scalar,
+    code: () => `${HELPERS}
+
+fn run(group: u32, lid: u32) {
+  let i = group * WG + lid;
+  if (i >= u.size) { return; }
+${inputs.map((_, k) => `  let v${k} = src${k}[${index(access[k], k)}];`).join('\n')}
+  dst[${index(access[inputs.length], inputs.length)}] = ${spec.expr};
+}`,
+  };
+};
+
+/** WGSL of each unary function, by dtype (i32 has only the functions the op table allows it). */
+export const UNARY_EXPR = {
+  f32: {
+    neg: '-v0', abs: 'abs(v0)', exp: 'exp(v0)', log: 'select(log(v0), nan(), v0 < 0.0)', sqrt: 'select(sqrt(v0), nan(), v0 < 0.0)',
+    rsqrt: '1.0 / sqrt(v0)', reciprocal: '1.0 / v0', square: 'v0 * v0', relu: 'select(0.0, v0, v0 > 0.0)',
+    sigmoid: 'sigmoidOf(v0)', tanh: 'tanhOf(v0)', sign: 'sign(v0)', floor: 'floor(v0)', ceil: 'ceil(v0)',
+  },
+  i32: { neg: '-v0', abs: 'abs(v0)', square: 'v0 * v0', relu: 'max(v0, 0i)', sign: 'sign(v0)' },
+} as const;
+
+/** WGSL of each binary function, by dtype. i32 division truncates, and x/0 is 0 (as JS's ToInt32(x/0)). */
+export const BINARY_EXPR = {
+  f32: { add: 'v0 + v1', sub: 'v0 - v1', mul: 'v0 * v1', div: 'v0 / v1', max: 'maxOf(v0, v1)', min: 'minOf(v0, v1)', pow: 'powF(v0, v1)' },
+  i32: { add: 'v0 + v1', sub: 'v0 - v1', mul: 'v0 * v1', div: 'select(v0 / v1, 0i, v1 == 0i)', max: 'max(v0, v1)', min: 'min(v0, v1)', pow: 'powI(v0, v1)' },
+} as const;
+
+// WGSL lets drivers assume no NaN, so comparisons test for it on the bits: any comparison with NaN is false but ne.
+const ordered = (op: string) => `select(0i, 1i, !isNan(v0) && !isNan(v1) && v0 ${op} v1)`;
+/** WGSL of each compare function (i32 0/1). */
+export const COMPARE_EXPR = {
+  eq: ordered('=='), ne: 'select(1i, 0i, !isNan(v0) && !isNan(v1) && v0 == v1)', lt: ordered('<'), le: ordered('<='), gt: ordered('>'), ge: ordered('>='),
+} as const;

@@ -1,0 +1,137 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, loadImage, type DecodeOptions, type Decoded } from './decode.js';
+import { centerCropEval, type Transform } from './transforms.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'residual-decode-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const plain: DecodeOptions = { transform: { steps: [] }, seed: 0, limitInputPixels: DEFAULT_PIXEL_LIMIT };
+const raw = (width: number, height: number) => ({ raw: { width, height, channels: 3 as const } });
+
+/** 16x8 pixels, red on the left half and blue on the right. */
+function redBlue(): Uint8Array {
+  const px = new Uint8Array(16 * 8 * 3);
+  for (let i = 0; i < 16 * 8; i++) px[3 * i + (i % 16 < 8 ? 0 : 2)] = 255;
+  return px;
+}
+
+async function file(name: string, bytes: Uint8Array): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, bytes);
+  return path;
+}
+
+const rgb = (d: Decoded, x: number, y: number) => [0, 1, 2].map((c) => d.data[c * d.width * d.height + y * d.width + x]);
+const close = (got: number[], want: number[], tol = 0.06) => got.every((v, c) => Math.abs(v - want[c]) <= tol);
+
+describe('decodeFile', () => {
+  it('decodes a JPEG to CHW floats of pixel / 255', async () => {
+    const path = await file('rb.jpg', await sharp(redBlue(), raw(16, 8)).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer());
+    const d = await decodeFile(path, 0, 0, plain);
+    expect([d.width, d.height, d.data.length]).toEqual([16, 8, 3 * 16 * 8]);
+    expect(close(rgb(d, 2, 4), [1, 0, 0])).toBe(true);
+    expect(close(rgb(d, 13, 4), [0, 0, 1])).toBe(true);
+  });
+
+  it('applies EXIF orientation before any geometry', async () => {
+    // Orientation 6: the stored image is shown turned 90 degrees clockwise, so its left half (red) ends on top.
+    const jpeg = await sharp(redBlue(), raw(16, 8)).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).withMetadata({ orientation: 6 }).toBuffer();
+    const path = await file('rotated.jpg', jpeg);
+    const d = await decodeFile(path, 0, 0, plain);
+    expect([d.width, d.height]).toEqual([8, 16]);
+    expect(close(rgb(d, 4, 2), [1, 0, 0])).toBe(true);
+    expect(close(rgb(d, 4, 13), [0, 0, 1])).toBe(true);
+    // Resized (shrink-on-load path), the shorter side is the displayed width.
+    const small = await decodeFile(path, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 4 }] } });
+    expect([small.width, small.height]).toEqual([4, 8]);
+    expect(close(rgb(small, 1, 1), [1, 0, 0], 0.1)).toBe(true);
+    expect(close(rgb(small, 1, 6), [0, 0, 1], 0.1)).toBe(true);
+  });
+
+  it('turns grayscale, CMYK, alpha and 16-bit images into 8-bit RGB', async () => {
+    const gray = await decodeFile(await file('gray.jpg', await sharp(redBlue(), raw(16, 8)).toColourspace('b-w').jpeg().toBuffer()), 0, 0, plain);
+    const [r, g, b] = rgb(gray, 2, 4);
+    expect([g, b]).toEqual([r, r]);
+    expect(r).toBeGreaterThan(rgb(gray, 13, 4)[0] + 0.1); // red is lighter than blue
+
+    const cmyk = await decodeFile(await file('cmyk.jpg', await sharp(redBlue(), raw(16, 8)).toColourspace('cmyk').jpeg().toBuffer()), 0, 0, plain);
+    const red = rgb(cmyk, 2, 4);
+    const blue = rgb(cmyk, 13, 4);
+    expect(red[0]).toBeGreaterThan(0.8);
+    expect(Math.max(red[1], red[2])).toBeLessThan(0.2);
+    expect(blue[2]).toBeGreaterThan(Math.max(blue[0], blue[1]) + 0.2);
+
+    const alpha = await decodeFile(await file('alpha.png', await sharp(redBlue(), raw(16, 8)).ensureAlpha(0.5).png().toBuffer()), 0, 0, plain);
+    expect(rgb(alpha, 2, 4)).toEqual([1, 0, 0]);
+    const deep = await decodeFile(await file('deep.png', await sharp(redBlue(), raw(16, 8)).toColourspace('rgb16').png().toBuffer()), 0, 0, plain);
+    expect(rgb(deep, 13, 4)).toEqual([0, 0, 1]);
+  });
+
+  it('decodes by content, not by name: a PNG named .JPEG', async () => {
+    const d = await decodeFile(await file('png.JPEG', await sharp(redBlue(), raw(16, 8)).png().toBuffer()), 0, 0, plain);
+    expect(rgb(d, 2, 4)).toEqual([1, 0, 0]);
+  });
+
+  it('decodes a 3x2 image and upsamples it through the transform', async () => {
+    const tiny = Uint8Array.from({ length: 18 }, (_, i) => 40 * (i % 3));
+    const path = await file('tiny.png', await sharp(tiny, raw(3, 2)).png().toBuffer());
+    const d = await decodeFile(path, 0, 0, plain);
+    expect([d.width, d.height]).toEqual([3, 2]);
+    expect(rgb(d, 1, 1).map((v) => v * 255)).toEqual([0, 40, 80].map((v) => expect.closeTo(v, 4)));
+    const up = await decodeFile(path, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 32 }, { op: 'centerCrop', size: 32 }] } });
+    expect([up.width, up.height]).toEqual([32, 32]);
+    expect(rgb(up, 16, 16).map((v) => v * 255)).toEqual([0, 40, 80].map((v) => expect.closeTo(v, 4)));
+  });
+
+  it('throws, naming the problem, for bad data', async () => {
+    const jpeg = await sharp(redBlue(), raw(16, 8)).resize(64, 64).jpeg().toBuffer();
+    await expect(decodeFile(await file('empty.jpg', new Uint8Array(0)), 0, 0, plain)).rejects.toThrow(/empty/);
+    await expect(decodeFile(await file('noise.jpg', randomBytes(2000)), 0, 0, plain)).rejects.toThrow(/unsupported image format/);
+    await expect(decodeFile(await file('cut.jpg', jpeg.subarray(0, 300)), 0, 0, plain)).rejects.toThrow(/premature end/i);
+    await expect(decodeFile(await file('big.jpg', jpeg), 0, 0, { ...plain, limitInputPixels: 64 * 64 - 1 })).rejects.toThrow(/exceeds pixel limit/);
+    await expect(decodeFile(join(dir, 'absent.jpg'), 0, 0, plain)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('loadImage', () => {
+  it('decodes a path or bytes alike, through the evaluation transform', async () => {
+    const jpeg = await sharp(redBlue(), raw(16, 8)).resize(300, 150).jpeg().toBuffer();
+    const fromBytes = await loadImage(jpeg, centerCropEval());
+    expect([fromBytes.width, fromBytes.height]).toEqual([224, 224]);
+    expect((await loadImage(await file('eval.jpg', jpeg), centerCropEval())).data).toEqual(fromBytes.data);
+    await expect(loadImage(jpeg, { steps: [{ op: 'centerCrop', size: -1 }] })).rejects.toThrow('size -1');
+  });
+});
+
+describe('decodeSample on raw planes', () => {
+  const planes = Uint8Array.from({ length: 3 * 32 * 32 }, (_, i) => (i * 7) & 255);
+  const input = { kind: 'planes', pixels: planes, width: 32, height: 32 } as const;
+  const t: Transform = { steps: [{ op: 'randomCrop', size: 32, padding: 4 }, { op: 'hflip' }], mean: [0.4, 0.5, 0.6], std: [0.2, 0.25, 0.3] };
+
+  it('is a pure function of (seed, epoch, index)', async () => {
+    const o = { ...plain, transform: t, seed: 11 };
+    const a = await decodeSample(input, 2, 5, o);
+    expect((await decodeSample(input, 2, 5, o)).data).toEqual(a.data);
+    const others = await Promise.all([decodeSample(input, 3, 5, o), decodeSample(input, 2, 6, o), decodeSample(input, 2, 5, { ...o, seed: 12 })]);
+    // 81 crop offsets x 2 flips: a repeat is possible but these keys are checked not to collide.
+    for (const d of others) expect(d.data).not.toEqual(a.data);
+  });
+
+  it('resamples with sharp when a step resizes, matching sharp on the whole image', async () => {
+    const d = await decodeSample(input, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 48 }, { op: 'centerCrop', size: 40 }] } });
+    const interleaved = Uint8Array.from({ length: planes.length }, (_, i) => planes[(i % 3) * 1024 + Math.floor(i / 3)]);
+    const big = await sharp(interleaved, raw(32, 32)).resize(48, 48, { fit: 'fill' }).raw().toBuffer();
+    expect([d.width, d.height]).toEqual([40, 40]);
+    for (const [x, y] of [[0, 0], [17, 3], [39, 39]]) {
+      expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => big[3 * ((y + 4) * 48 + x + 4) + c] / 255).map((v) => expect.closeTo(v, 6)));
+    }
+  });
+});

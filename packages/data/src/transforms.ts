@@ -1,0 +1,275 @@
+import { randInt, type Rand } from './random.js';
+
+/** Three per-channel numbers, in R, G, B order. */
+export type RGB = readonly [number, number, number];
+
+/**
+ * One geometric step, named after its torchvision twin. Steps are plain data, so a transform can be
+ * sent to decoding workers and written in a config file.
+ */
+export type Step =
+  /** Resize(size): the shorter side becomes `size`, the aspect ratio is kept. */
+  | { readonly op: 'resize'; readonly size: number }
+  /** The paper's scale augmentation: the shorter side becomes a uniform integer in [min, max]. */
+  | { readonly op: 'randomResize'; readonly min: number; readonly max: number }
+  /** CenterCrop(size); an image smaller than the crop is padded with zeros. */
+  | { readonly op: 'centerCrop'; readonly size: number }
+  /** RandomCrop(size, padding): zero-pad each side by `padding`, then crop at a uniform position. */
+  | { readonly op: 'randomCrop'; readonly size: number; readonly padding?: number }
+  /** RandomResizedCrop(size, scale, ratio): a random area and aspect ratio, resized to size x size. */
+  | {
+      readonly op: 'randomResizedCrop';
+      readonly size: number;
+      readonly scale?: readonly [number, number];
+      readonly ratio?: readonly [number, number];
+    }
+  /** RandomHorizontalFlip(p). */
+  | { readonly op: 'hflip'; readonly p?: number };
+
+/** Geometric steps, then ToTensor (pixels / 255) and, with `mean` and `std`, Normalize. */
+export interface Transform {
+  readonly steps: readonly Step[];
+  readonly mean?: RGB;
+  readonly std?: RGB;
+}
+
+/** Per-channel statistics of the CIFAR-10 training set (the values torchvision users pass). */
+export const CIFAR10_NORM = { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] } as const satisfies {
+  mean: RGB;
+  std: RGB;
+};
+/** Per-channel statistics of the ImageNet training set (torchvision's). */
+export const IMAGENET_NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as const satisfies {
+  mean: RGB;
+  std: RGB;
+};
+
+/** The paper's CIFAR augmentation (section 4.2): 4-pixel zero pad, random 32x32 crop, horizontal flip. */
+export function cifarAugment(norm: { mean: RGB; std: RGB } = CIFAR10_NORM): Transform {
+  return { steps: [{ op: 'randomCrop', size: 32, padding: 4 }, { op: 'hflip' }], ...norm };
+}
+
+/** The paper's ImageNet augmentation (section 3.4): shorter side uniform in [256, 480], random 224 crop, flip. */
+export function scaleAugment(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, min = 256, max = 480, size = 224): Transform {
+  return { steps: [{ op: 'randomResize', min, max }, { op: 'randomCrop', size }, { op: 'hflip' }], ...norm };
+}
+
+/** torchvision's usual training augmentation: RandomResizedCrop(size) and a flip. */
+export function resizedCropAugment(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, size = 224): Transform {
+  return { steps: [{ op: 'randomResizedCrop', size }, { op: 'hflip' }], ...norm };
+}
+
+/** The standard single-crop evaluation: Resize(resize), CenterCrop(size). */
+export function centerCropEval(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, resize = 256, size = 224): Transform {
+  return { steps: [{ op: 'resize', size: resize }, { op: 'centerCrop', size }], ...norm };
+}
+
+/**
+ * Where the output window lies once every step has run: the whole source is resampled to
+ * `sourceWidth` x `sourceHeight`, then the output reads the `width` x `height` window at (`left`, `top`)
+ * of it, mirrored when `flip`. Only pixels inside `clip` (left, top, right, bottom; the source's bounds
+ * cut by every crop on the way) are read: the rest is zero padding, exactly as if each step had run on
+ * its own. Composing the steps first means each image is resampled at most once, by sharp.
+ */
+export interface Placement {
+  readonly sourceWidth: number;
+  readonly sourceHeight: number;
+  readonly left: number;
+  readonly top: number;
+  readonly width: number;
+  readonly height: number;
+  readonly flip: boolean;
+  readonly clip: readonly [number, number, number, number];
+}
+
+/**
+ * The current image as a window of the source (x, y, w, h in source pixels, fractional), its size,
+ * whether it is mirrored, and the part of the source that is still real pixels rather than padding.
+ */
+interface View {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+  width: number;
+  height: number;
+  flip: boolean;
+  clip: [number, number, number, number];
+}
+
+/** Python's round(): halves go to the even neighbour, as in torchvision's center_crop. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function crop(v: View, left: number, top: number, width: number, height: number): View {
+  const sx = v.w / v.width;
+  const sy = v.h / v.height;
+  const fromLeft = v.flip ? v.width - left - width : left;
+  const [x, y, w, h] = [v.x + fromLeft * sx, v.y + top * sy, width * sx, height * sy];
+  const [l, t, r, b] = v.clip;
+  const clip: View['clip'] = [Math.max(l, x), Math.max(t, y), Math.min(r, x + w), Math.min(b, y + h)];
+  return { x, y, w, h, width, height, flip: v.flip, clip };
+}
+
+function resizeShorter(v: View, size: number): View {
+  // torchvision truncates the longer side: int(size * long / short).
+  const [width, height] =
+    v.width <= v.height ? [size, Math.floor((size * v.height) / v.width)] : [Math.floor((size * v.width) / v.height), size];
+  return { ...v, width, height };
+}
+
+function randomResizedCrop(v: View, step: Extract<Step, { op: 'randomResizedCrop' }>, rand: Rand): View {
+  const [smin, smax] = step.scale ?? [0.08, 1];
+  const [rmin, rmax] = step.ratio ?? [3 / 4, 4 / 3];
+  const area = v.width * v.height;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * (smin + rand() * (smax - smin));
+    const aspect = Math.exp(Math.log(rmin) + rand() * (Math.log(rmax) - Math.log(rmin)));
+    const w = Math.round(Math.sqrt(target * aspect));
+    const h = Math.round(Math.sqrt(target / aspect));
+    if (w > 0 && h > 0 && w <= v.width && h <= v.height) {
+      const top = randInt(rand, 0, v.height - h);
+      const left = randInt(rand, 0, v.width - w);
+      return { ...crop(v, left, top, w, h), width: step.size, height: step.size };
+    }
+  }
+  // Like torchvision: fall back to the largest central crop whose ratio is in range.
+  const inRatio = v.width / v.height;
+  let w = v.width;
+  let h = v.height;
+  if (inRatio < rmin) h = Math.round(w / rmin);
+  else if (inRatio > rmax) w = Math.round(h * rmax);
+  const c = crop(v, Math.floor((v.width - w) / 2), Math.floor((v.height - h) / 2), w, h);
+  return { ...c, width: step.size, height: step.size };
+}
+
+function applyStep(v: View, step: Step, rand: Rand): View {
+  switch (step.op) {
+    case 'resize':
+      return resizeShorter(v, step.size);
+    case 'randomResize':
+      return resizeShorter(v, randInt(rand, step.min, step.max));
+    case 'centerCrop':
+      return crop(v, roundHalfEven((v.width - step.size) / 2), roundHalfEven((v.height - step.size) / 2), step.size, step.size);
+    case 'randomCrop': {
+      const pad = step.padding ?? 0;
+      const top = randInt(rand, 0, v.height + 2 * pad - step.size) - pad;
+      const left = randInt(rand, 0, v.width + 2 * pad - step.size) - pad;
+      return crop(v, left, top, step.size, step.size);
+    }
+    case 'randomResizedCrop':
+      return randomResizedCrop(v, step, rand);
+    case 'hflip':
+      return rand() < (step.p ?? 0.5) ? { ...v, flip: !v.flip } : v;
+  }
+}
+
+/** Runs the geometric steps on a `width` x `height` image; every random draw comes from `rand`. */
+export function plan(steps: readonly Step[], width: number, height: number, rand: Rand): Placement {
+  let v: View = { x: 0, y: 0, w: width, h: height, width, height, flip: false, clip: [0, 0, width, height] };
+  for (const step of steps) v = applyStep(v, step, rand);
+  const sx = v.w / v.width;
+  const sy = v.h / v.height;
+  const [l, t, r, b] = v.clip;
+  return {
+    clip: [Math.round(l / sx), Math.round(t / sy), Math.round(r / sx), Math.round(b / sy)],
+    sourceWidth: Math.max(1, Math.round(width / sx)),
+    sourceHeight: Math.max(1, Math.round(height / sy)),
+    left: Math.round(v.x / sx),
+    top: Math.round(v.y / sy),
+    width: v.width,
+    height: v.height,
+    flip: v.flip,
+  };
+}
+
+/** Checks a transform (it may come from a config file), naming the step at fault. */
+export function validateTransform(t: Transform): void {
+  t.steps.forEach((s, i) => {
+    const fail = (what: string) => {
+      throw new Error(`transform step ${i} (${s.op}): ${what}`);
+    };
+    const integer = (name: string, v: unknown, min: number) => {
+      if (!(Number.isInteger(v) && (v as number) >= min)) fail(`${name} ${v} is not an integer >= ${min}`);
+    };
+    const range = (name: string, r: readonly [number, number] | undefined) => {
+      if (r && !(r.length === 2 && r[0] > 0 && r[0] <= r[1])) fail(`${name} ${r.join(',')} is not [lo, hi] with 0 < lo <= hi`);
+    };
+    switch (s.op) {
+      case 'randomResize':
+        integer('min', s.min, 1);
+        integer('max', s.max, s.min);
+        break;
+      case 'hflip':
+        if (s.p !== undefined && !(s.p >= 0 && s.p <= 1)) fail(`p ${s.p} is not in [0, 1]`);
+        break;
+      case 'randomCrop':
+        integer('padding', s.padding ?? 0, 0);
+        integer('size', s.size, 1);
+        break;
+      case 'randomResizedCrop':
+        range('scale', s.scale);
+        range('ratio', s.ratio);
+        integer('size', s.size, 1);
+        break;
+      case 'resize':
+      case 'centerCrop':
+        integer('size', s.size, 1);
+        break;
+      default:
+        fail('unknown op');
+    }
+  });
+  for (const [name, v] of [['mean', t.mean], ['std', t.std]] as const) {
+    if (v !== undefined && !(v.length === 3 && v.every(Number.isFinite))) throw new Error(`transform: ${name} must be three numbers (R, G, B)`);
+  }
+  if ((t.mean === undefined) !== (t.std === undefined)) throw new Error('transform: give both mean and std, or neither');
+  if (t.std?.some((s) => !(s > 0))) throw new Error(`transform: std ${t.std.join(',')} must be positive`);
+}
+
+/** How an 8-bit RGB image is laid out in memory, in elements. */
+export interface Layout {
+  readonly pixelStride: number;
+  readonly rowStride: number;
+  readonly channelStride: number;
+}
+
+/** Interleaved RGB rows, as sharp's raw output gives them. */
+export function hwc(width: number): Layout {
+  return { pixelStride: 3, rowStride: 3 * width, channelStride: 1 };
+}
+
+/** Channel planes, as CIFAR's records hold them. */
+export function chw(width: number, height: number): Layout {
+  return { pixelStride: 1, rowStride: width, channelStride: width * height };
+}
+
+/**
+ * Copies the placement's window of `src` (already at the placement's source size) into `out`
+ * as normalised CHW floats; pixels outside the clip read as 0 before normalisation.
+ */
+export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Transform, out: Float32Array): void {
+  const { width: ow, height: oh } = p;
+  const [left, top, right, bottom] = p.clip;
+  for (let c = 0; c < 3; c++) {
+    const std = t.std?.[c] ?? 1;
+    const scale = 1 / (255 * std);
+    const bias = -(t.mean?.[c] ?? 0) / std;
+    const plane = c * ow * oh;
+    for (let y = 0; y < oh; y++) {
+      const sy = p.top + y;
+      const row = plane + y * ow;
+      if (sy < top || sy >= bottom) {
+        out.fill(bias, row, row + ow);
+        continue;
+      }
+      const base = c * layout.channelStride + sy * layout.rowStride;
+      for (let x = 0; x < ow; x++) {
+        const sx = p.left + (p.flip ? ow - 1 - x : x);
+        out[row + x] = sx < left || sx >= right ? bias : src[base + sx * layout.pixelStride] * scale + bias;
+      }
+    }
+  }
+}
