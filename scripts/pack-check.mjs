@@ -31,7 +31,7 @@ try {
     const y = core.matmul(core.tensor([[1, 2]]), core.tensor([[3], [4]]));
     if ((await y.data())[0] !== 11) throw new Error('wrong matmul result');
     const p = resnet.profile(() => resnet.resnet20(), [1, 3, 32, 32]);
-    if (p.parameters !== 272474) throw new Error('resnet20 has ' + p.parameters + ' parameters');
+    if (p.parameters !== 269722) throw new Error('resnet20 has ' + p.parameters + ' parameters');
     await import('@residual/backend-webgpu');
     console.log('pack-check: every package installs from its tarball and imports');
   `;
