@@ -7,6 +7,9 @@ import { registerPredict } from './commands/predict.js';
 import { registerBench } from './commands/bench.js';
 import { registerDevices } from './commands/devices.js';
 import { registerWeights } from './commands/weights.js';
+import { registerData } from './commands/data.js';
+import { registerPlot } from './commands/plot.js';
+import { registerReproduce } from './commands/reproduce.js';
 import { UsageError } from './options.js';
 
 const program = new Command('residual')
@@ -15,7 +18,7 @@ const program = new Command('residual')
   .showHelpAfterError()
   .exitOverride();
 
-for (const register of [registerTrain, registerEval, registerPredict, registerBench, registerWeights, registerDevices]) register(program);
+for (const register of [registerTrain, registerEval, registerPredict, registerBench, registerPlot, registerReproduce, registerWeights, registerDevices, registerData]) register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -7,3 +7,5 @@ export * from './flops.js';
 export * from './recipes.js';
 export * from './trainer.js';
 export * from './golden.js';
+export * from './evaluation.js';
+export * from './imagenet-classes.js';

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { noGrad, softmax, tensor, tidy, topk } from '@residual/core';
 import { loadTensors, saveTensors } from '@residual/core/node';
 import { loadImage } from '@residual/data';
-import { isCifarModel, MODELS, type ModelName } from '@residual/resnet';
+import { IMAGENET_LABELS, IMAGENET_WNIDS, isCifarModel, MODELS, type ModelName } from '@residual/resnet';
 import { selectBackend } from '../backend.js';
 import { evalTransform } from '../data.js';
 import { backendOption, positiveInt, resolveOptions, UsageError } from '../options.js';
@@ -21,6 +21,17 @@ const schema = z.strictObject({
   json: z.boolean().default(false),
 });
 
+/**
+ * A class's wnid and readable label: from the names the weights record (a wnid name is shown by its
+ * ImageNet label), else ImageNet-1k's for 1000-class models, else the index itself.
+ */
+const classInfo = (index: number, classes: readonly string[] | null, numClasses: number) => {
+  const name = classes?.[index] ?? (numClasses === 1000 ? IMAGENET_WNIDS[index] : String(index));
+  const wnid = /^n\d{8}$/.test(name) ? name : null;
+  const known = wnid ? IMAGENET_WNIDS.indexOf(wnid) : -1;
+  return { wnid, label: known >= 0 ? IMAGENET_LABELS[known] : name };
+};
+
 /** One image's prediction. */
 export interface Prediction {
   file: string;
@@ -31,7 +42,7 @@ export interface Prediction {
 export const registerPredict = (program: Command): void => {
   program
     .command('predict')
-    .description('Classify images (top-k with labels), or map an input tensor to logits')
+    .description('Classify images (top-k with labels; ImageNet-1k names for 1000-class weights that record none), or map an input tensor to logits')
     .argument('[images...]', 'image files')
     .requiredOption('--model <name>', 'network the weights belong to')
     .requiredOption('--weights <file>', 'torchvision-named safetensors state dict')
@@ -79,13 +90,10 @@ Examples:
         indices.dispose();
         results.push({
           file,
-          top: Array.from(idx, (index, i) => {
-            const name = classes?.[index] ?? String(index);
-            return { index, wnid: /^n\d{8}$/.test(name) ? name : null, label: name, probability: p[i] };
-          }),
+          top: Array.from(idx, (index, i) => ({ index, ...classInfo(index, classes, model.fc.weight.shape[0]), probability: p[i] })),
         });
       }
       emit(o.json, results, (rs) =>
-        rs.map((r) => `${r.file}\n${r.top.map((t) => `  ${(t.probability * 100).toFixed(1).padStart(5)}%  ${t.label}`).join('\n')}`).join('\n'));
+        rs.map((r) => `${r.file}\n${r.top.map((t) => `  ${(t.probability * 100).toFixed(1).padStart(5)}%  ${t.label}${t.wnid && t.wnid !== t.label ? ` (${t.wnid})` : ''}`).join('\n')}`).join('\n'));
     });
 };
