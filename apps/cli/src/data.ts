@@ -6,7 +6,7 @@ import {
 import type { AugmentationName } from '@residual/resnet';
 
 /** Whether a spec holds 32x32 images (CIFAR and the built-in set). */
-export const isSmallImageData = (spec: string): boolean => parseDataSpec(spec).kind !== 'imagenet';
+export const isSmallImageData = (spec: string): boolean => !['imagenet', 'shards'].includes(parseDataSpec(spec).kind);
 
 /** Keeps the first `n` samples of the training split (`--train-subset`). */
 export const subsetSource = (source: Source, n: number | undefined): Source => {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, loadImage, type DecodeOptions, type Decoded } from './decode.js';
-import { centerCropEval, type Transform } from './transforms.js';
+import { keyedRandom } from './random.js';
+import { centerCropEval, plan, type Transform } from './transforms.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -101,6 +102,26 @@ describe('decodeFile', () => {
   });
 });
 
+describe('reading only the window a crop needs', () => {
+  it('gives the pixels of resampling the whole image, then cropping', async () => {
+    const px = Uint8Array.from({ length: 60 * 45 * 3 }, (_, i) => (i * 31 + (i >> 7) * 7) & 255);
+    const path = await file('window.png', await sharp(px, raw(60, 45)).png().toBuffer());
+    const whole = await decodeFile(path, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 70 }] } });
+    const steps = [{ op: 'resize', size: 70 }, { op: 'randomCrop', size: 24, padding: 3 }, { op: 'hflip' }] as const;
+    for (let index = 0; index < 6; index++) {
+      const crop = await decodeFile(path, 0, index, { ...plain, transform: { steps } });
+      // The same draws place the window in the whole image.
+      const [p] = plan(steps, 60, 45, keyedRandom(0, 0, index));
+      for (const [x, y] of [[0, 0], [5, 17], [23, 23], [12, 4]]) {
+        const sx = p.left + (p.flip ? 23 - x : x);
+        const sy = p.top + y;
+        const inside = sx >= 0 && sx < whole.width && sy >= 0 && sy < whole.height;
+        expect(rgb(crop, x, y)).toEqual(inside ? rgb(whole, sx, sy) : [0, 0, 0]);
+      }
+    }
+  });
+});
+
 describe('loadImage', () => {
   it('decodes a path or bytes alike, through the evaluation transform', async () => {
     const jpeg = await sharp(redBlue(), raw(16, 8)).resize(300, 150).jpeg().toBuffer();
@@ -128,7 +149,7 @@ describe('decodeSample on raw planes', () => {
   it('resamples with sharp when a step resizes, matching sharp on the whole image', async () => {
     const d = await decodeSample(input, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 48 }, { op: 'centerCrop', size: 40 }] } });
     const interleaved = Uint8Array.from({ length: planes.length }, (_, i) => planes[(i % 3) * 1024 + Math.floor(i / 3)]);
-    const big = await sharp(interleaved, raw(32, 32)).resize(48, 48, { fit: 'fill' }).raw().toBuffer();
+    const big = await sharp(interleaved, raw(32, 32)).resize(48, 48, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
     expect([d.width, d.height]).toEqual([40, 40]);
     for (const [x, y] of [[0, 0], [17, 3], [39, 39]]) {
       expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => big[3 * ((y + 4) * 48 + x + 4) + c] / 255).map((v) => expect.closeTo(v, 6)));

@@ -7,8 +7,11 @@ export {
   CIFAR10_NORM,
   cifarAugment,
   IMAGENET_NORM,
+  IMAGENET_PCA,
   resizedCropAugment,
   scaleAugment,
+  tenCropEval,
+  type Lighting,
   type RGB,
   type Step,
   type Transform,
@@ -22,3 +25,7 @@ export {
   type LoaderState,
   type SkippedSample,
 } from './loader.js';
+export { shardSamples, type Shard, type ShardManifest, type ShardSample } from './shards.js';
+export { makeShards, type MakeShardsOptions } from './make-shards.js';
+export { CIFAR_ARCHIVES, downloadCifar, type DownloadOptions, type DownloadResult } from './download.js';
+export { computeStats, type Stats, type StatsOptions } from './stats.js';

@@ -125,6 +125,16 @@ describe('createLoader', () => {
     expect(shares.flat().length - N).toBe(1); // one sample wraps around to even the shares
   });
 
+  it('batches the 10 views of a tenCrop transform together, one label per sample', async () => {
+    const t: Transform = { steps: [{ op: 'tenCrop', size: 28 }] };
+    const [batch] = await take(await createLoader(options({ transform: t, batchSize: 4, shuffle: false })), 1);
+    expect([batch.shape, batch.views, batch.labels.length]).toEqual([[40, 3, 28, 28], 10, 4]);
+    const train = await cifar.split('train');
+    if (train.kind !== 'planes') throw new Error('expected planes');
+    // Sample 2's view 3 is the bottom-right crop: its first pixel is source pixel (4, 4).
+    expect(batch.images[(2 * 10 + 3) * 3 * 784] * 255).toBeCloseTo(train.pixels[2 * 3072 + 4 * 32 + 4], 3);
+  });
+
   it('drops the short last batch when asked', async () => {
     const loader = await createLoader(options({ dropLast: true }));
     expect(loader.batches).toBe(3);

@@ -2,15 +2,21 @@ import { availableParallelism } from 'node:os';
 import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, type Decoded, type DecodeOptions } from './decode.js';
 import { DecodePool } from './pool.js';
 import { keyedRandom, permutation } from './random.js';
+import { planStream, streamReads, type Shard, type StreamedSample } from './shards.js';
 import type { Samples, Source, SplitName } from './sources.js';
 import { validateTransform, type Transform } from './transforms.js';
 
-/** One batch: NCHW images, their labels, and the data set indices they came from. */
+/**
+ * One batch: NCHW images, their labels, and the data set indices they came from. With a tenCrop
+ * transform each sample gives `views` (10) consecutive images, so `shape[0]` is `views` times the
+ * number of labels; otherwise `views` is 1.
+ */
 export interface Batch {
   readonly images: Float32Array;
   readonly labels: Int32Array;
   readonly shape: readonly [n: number, c: 3, h: number, w: number];
   readonly indices: readonly number[];
+  readonly views: number;
 }
 
 /** Where a loader stands: the epoch, and how many of this rank's positions in it are consumed. */
@@ -22,7 +28,7 @@ export interface LoaderState {
 /** A sample that was skipped, and why. */
 export interface SkippedSample {
   readonly index: number;
-  /** The file, for file sources. */
+  /** The file, for file sources; `shard#key` for shards. */
   readonly file?: string;
   readonly reason: string;
 }
@@ -44,8 +50,10 @@ export interface LoaderOptions {
   readonly source: Source;
   readonly split: SplitName;
   readonly batchSize: number;
-  /** Draw a new order every epoch from (seed, epoch); default false. */
+  /** Draw a new order every epoch from (seed, epoch); default false. Shards: the shard order and a shuffle buffer. */
   readonly shuffle?: boolean;
+  /** Shards only: samples held in the shuffle buffer (memory: that many encoded images); default 1000. */
+  readonly shuffleBuffer?: number;
   /** Keys the order and every augmentation draw; default 0. */
   readonly seed?: number;
   /** Default: no geometric steps and no normalisation (values pixel / 255). */
@@ -56,7 +64,10 @@ export interface LoaderOptions {
   readonly workers?: number;
   /** Batches prepared ahead of the consumer; nothing beyond them is decoded until one is taken. Default 2. */
   readonly prefetch?: number;
-  /** This process's share: rank in [0, worldSize). Every rank gets ceil(n / worldSize) samples, wrapping around like PyTorch's DistributedSampler. */
+  /**
+   * This process's share: rank in [0, worldSize). Every rank gets ceil(n / worldSize) samples, wrapping
+   * around like PyTorch's DistributedSampler. Shards are dealt whole: every worldSize-th shard.
+   */
   readonly rank?: number;
   readonly worldSize?: number;
   /** Images with more pixels are skipped undecoded; default sharp's 16383 x 16383. */
@@ -85,27 +96,48 @@ function checkInt(name: string, v: number, min: number): void {
   if (!Number.isSafeInteger(v) || v < min) throw new Error(`createLoader: ${name} ${v} is not an integer >= ${min}`);
 }
 
+/** A sample on its way into a batch. */
+interface Item {
+  readonly index: number;
+  readonly label: number;
+  readonly file?: string;
+  readonly result: Promise<Decoded | string>;
+}
+
+/** One epoch of this rank: the positions handed out in order, and the items at some of them. */
+interface Epoch {
+  readonly order: Uint32Array;
+  items(positions: Uint32Array): Promise<Item[]>;
+  close(): Promise<void>;
+}
+
 /**
  * A loader over one split of a source. Iterating it (`for await`) yields the rest of the current
  * epoch from `state()`, then moves to the next epoch; leaving the loop early keeps the position, so the
  * next iteration continues where it stopped. The order is a pure function of (seed, epoch), and each
- * sample's augmentation of (seed, epoch, index), so neither depends on worker scheduling.
+ * sample's augmentation of (seed, epoch, index), so neither depends on worker scheduling. Shards are
+ * streamed: only what the shuffle buffer and the prefetched batches need is held in memory.
  */
 export async function createLoader(o: LoaderOptions): Promise<Loader> {
-  const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, prefetch = 2 } = o;
+  const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, prefetch = 2, shuffleBuffer = 1000 } = o;
   const { rank = 0, worldSize = 1, limitInputPixels = DEFAULT_PIXEL_LIMIT, transform = { steps: [] } } = o;
   const workers = o.workers ?? Math.max(1, Math.min(4, availableParallelism() - 1));
   checkInt('batchSize', batchSize, 1);
   checkInt('seed', seed, 0);
   checkInt('prefetch', prefetch, 1);
+  checkInt('shuffleBuffer', shuffleBuffer, 1);
   checkInt('workers', workers, 0);
   checkInt('worldSize', worldSize, 1);
   checkInt('limitInputPixels', limitInputPixels, 1);
   if (!Number.isSafeInteger(rank) || rank < 0 || rank >= worldSize) throw new Error(`createLoader: rank ${rank} is not in [0, ${worldSize})`);
   validateTransform(transform);
 
-  const samples: Samples = await source.split(split);
-  const n = samples.labels.length;
+  const shards = await source.shards?.(split);
+  const samples: Samples | undefined = shards ? undefined : await source.split(split);
+  if (shards && worldSize > shards.length) {
+    throw new Error(`${source.spec} ${split}: worldSize ${worldSize} is more than its ${shards.length} shards; every rank needs a shard`);
+  }
+  const n = shards ? shards.reduce((a, s) => a + s.samples, 0) : samples!.labels.length;
   const perRank = n === 0 ? 0 : Math.ceil(n / worldSize);
   const batches = dropLast ? Math.floor(perRank / batchSize) : Math.ceil(perRank / batchSize);
   let epoch = o.state?.epoch ?? 0;
@@ -116,30 +148,84 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
 
   const options: DecodeOptions = { transform, seed, limitInputPixels };
   let pool: DecodePool | undefined;
-  const decode = (index: number, ep: number): Promise<Decoded | string> => {
-    if (samples.kind === 'planes') {
-      const size = 3 * samples.width * samples.height;
-      const input = { kind: 'planes', pixels: samples.pixels.subarray(index * size, (index + 1) * size), width: samples.width, height: samples.height } as const;
-      return decodeSample(input, ep, index, options).catch((e: Error) => e.message);
-    }
-    if (workers === 0) return decodeFile(samples.files[index], ep, index, options).catch((e: Error) => e.message);
+  const decodeImage = (image: string | Uint8Array, ep: number, index: number): Promise<Decoded | string> => {
+    if (workers === 0) return decodeFile(image, ep, index, options).catch((e: Error) => e.message);
     pool ??= new DecodePool(workers, options);
-    return pool.run(samples.files[index], ep, index);
+    return pool.run(image, ep, index);
+  };
+
+  const indexedEpoch = (s: Samples, ep: number): Epoch => {
+    const all = shuffle ? permutation(n, keyedRandom(seed, ep)) : null;
+    const order = Uint32Array.from({ length: perRank }, (_, k) => {
+      const at = (rank + k * worldSize) % n;
+      return all ? all[at] : at;
+    });
+    const item = (index: number): Item => {
+      if (s.kind === 'files') return { index, label: s.labels[index], file: s.files[index], result: decodeImage(s.files[index], ep, index) };
+      const size = 3 * s.width * s.height;
+      const input = { kind: 'planes', pixels: s.pixels.subarray(index * size, (index + 1) * size), width: s.width, height: s.height } as const;
+      return { index, label: s.labels[index], result: decodeSample(input, ep, index, options).catch((e: Error) => e.message) };
+    };
+    return { order, items: async (indices) => Array.from(indices, item), close: async () => {} };
+  };
+
+  const streamedEpoch = (list: readonly Shard[], ep: number, start: number): Epoch => {
+    const plan = planStream(list.map((s) => s.samples), { epoch: ep, seed, shuffle, buffer: shuffleBuffer, rank, worldSize });
+    let total = 0;
+    const offsets = list.map((s) => (total += s.samples) - s.samples);
+    // Resuming: slots handed out before `start` are passed over, and reading begins at the shard of the first one still due.
+    const given = new Uint8Array(perRank);
+    for (let i = 0; i < start; i++) given[plan.order[i]] = 1;
+    const first = plan.order.subarray(start).reduce((a, b) => Math.min(a, b), perRank);
+    let from = 0;
+    let end = plan.reads[0]?.take ?? 0;
+    while (first >= end && from + 1 < plan.reads.length) end += plan.reads[++from].take;
+    const stream = streamReads(list, plan.reads, from);
+    const held = new Map<number, StreamedSample>();
+    const toItem = ({ shard, position: at, sample }: StreamedSample): Item => {
+      const index = offsets[shard] + at;
+      const file = `${list[shard].url}#${sample.key}`;
+      const { label = -1, image } = sample;
+      let reason = sample.reason;
+      if (!reason && label >= source.classes.length) reason = `label ${label} is not below the ${source.classes.length} classes`;
+      return { index, label, file, result: reason ? Promise.resolve(reason) : decodeImage(image!, ep, index) };
+    };
+    // Batches take their samples from the one stream in turn; their decoding overlaps.
+    let queue: Promise<unknown> = Promise.resolve();
+    const items = (slots: Uint32Array): Promise<Item[]> => {
+      const taken = queue.then(async () => {
+        const out: Item[] = [];
+        for (const slot of slots) {
+          while (!held.has(slot)) {
+            const next = await stream.next();
+            if (next.done) throw new Error(`${source.spec} ${split}: the shards ended before sample slot ${slot}`);
+            if (!given[next.value.slot]) held.set(next.value.slot, next.value);
+          }
+          out.push(toItem(held.get(slot)!));
+          held.delete(slot);
+        }
+        return out;
+      });
+      queue = taken.catch(() => {});
+      return taken;
+    };
+    return { order: plan.order, items, close: async () => void (await stream.return(undefined)) };
   };
 
   let decoded = 0;
   let skipped = 0;
   const failures = new Map<number, SkippedSample>();
 
-  const loadBatch = async (indices: ArrayLike<number>, ep: number): Promise<Batch | undefined> => {
-    const results = await Promise.all(Array.from(indices, (i) => decode(i, ep)));
+  const loadBatch = async (pending: Promise<Item[]>): Promise<Batch | undefined> => {
+    const items = await pending;
+    const results = await Promise.all(items.map((it) => it.result));
     const kept: number[] = [];
     let first: Decoded | undefined;
     let firstIndex = 0;
     results.forEach((r, k) => {
-      const index = indices[k];
+      const { index, file } = items[k];
       if (typeof r === 'string') {
-        const s: SkippedSample = samples.kind === 'files' ? { index, file: samples.files[index], reason: r } : { index, reason: r };
+        const s: SkippedSample = file === undefined ? { index, reason: r } : { index, file, reason: r };
         skipped++;
         failures.set(index, s);
         o.onSkip?.(s);
@@ -154,35 +240,27 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
       kept.push(k);
     });
     if (!first) return undefined;
-    const { width, height } = first;
-    const size = 3 * width * height;
+    const { width, height, views } = first;
+    const size = views * 3 * width * height;
     const images = new Float32Array(kept.length * size);
     kept.forEach((k, j) => images.set((results[k] as Decoded).data, j * size));
     decoded += kept.length;
     return {
       images,
-      labels: Int32Array.from(kept, (k) => samples.labels[indices[k]]),
-      shape: [kept.length, 3, height, width],
-      indices: kept.map((k) => indices[k]),
+      labels: Int32Array.from(kept, (k) => items[k].label),
+      shape: [kept.length * views, 3, height, width],
+      indices: kept.map((k) => items[k].index),
+      views,
     };
-  };
-
-  /** This rank's indices for an epoch: every worldSize-th of the epoch's order, wrapping so ranks get equal shares. */
-  const order = (ep: number): Uint32Array => {
-    const all = shuffle ? permutation(n, keyedRandom(seed, ep)) : null;
-    return Uint32Array.from({ length: perRank }, (_, k) => {
-      const at = (rank + k * worldSize) % n;
-      return all ? all[at] : at;
-    });
   };
 
   let iterating = false;
   async function* iterate(): AsyncGenerator<Batch> {
     if (iterating) throw new Error(`${source.spec} ${split}: the loader is already being iterated`);
     iterating = true;
+    const ep = epoch;
+    const plan = shards ? streamedEpoch(shards, ep, position) : indexedEpoch(samples!, ep);
     try {
-      const ep = epoch;
-      const mine = order(ep);
       const spans: [number, number][] = [];
       for (let start = position; start < perRank; start += batchSize) {
         const end = Math.min(start + batchSize, perRank);
@@ -192,7 +270,7 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
       for (let b = 0; b < spans.length; b++) {
         // Backpressure: at most `prefetch` batches are decoding or waiting to be taken.
         for (let next = b + ahead.length; next < spans.length && ahead.length < prefetch; next++) {
-          const p = loadBatch(mine.subarray(...spans[next]), ep);
+          const p = loadBatch(plan.items(plan.order.subarray(...spans[next])));
           p.catch(() => {}); // a batch abandoned by an early exit must not become an unhandled rejection
           ahead.push(p);
         }
@@ -204,6 +282,7 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
       if (spans.length === 0) [epoch, position] = [ep + 1, 0];
     } finally {
       iterating = false;
+      await plan.close();
     }
   }
 

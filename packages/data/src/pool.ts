@@ -1,10 +1,10 @@
 import { Worker } from 'node:worker_threads';
 import type { DecodeOptions, Decoded } from './decode.js';
 
-/** One file for a worker to decode. */
+/** One image for a worker to decode: a file, or its bytes (from a shard). */
 export interface Task {
   readonly id: number;
-  readonly path: string;
+  readonly image: string | Uint8Array;
   readonly epoch: number;
   readonly index: number;
 }
@@ -57,15 +57,17 @@ export class DecodePool {
     });
   }
 
-  /** Decodes one file on the least busy worker; resolves to the reason when the file is bad data. */
-  run(path: string, epoch: number, index: number): Promise<Decoded | string> {
+  /** Decodes one image on the least busy worker (bytes are moved, not copied); resolves to the reason when it is bad data. */
+  run(image: string | Uint8Array, epoch: number, index: number): Promise<Decoded | string> {
     if (this.broken) return Promise.reject(this.broken);
     const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve, reject });
       slot.worker.ref();
-      slot.worker.postMessage({ id, path, epoch, index } satisfies Task);
+      // Bytes that own their whole buffer are moved; a view into a larger one is copied.
+      const own = typeof image !== 'string' && image.buffer instanceof ArrayBuffer && image.byteLength === image.buffer.byteLength;
+      slot.worker.postMessage({ id, image, epoch, index } satisfies Task, own ? [image.buffer as ArrayBuffer] : []);
     });
   }
 

@@ -45,6 +45,7 @@ describe('ImageFolder', () => {
 
     const source = await openSource(`imagenet:${root}`);
     expect(source.classes).toEqual(['ant', 'cow', 'moth', 'zebra']);
+    expect(source.splits).toEqual(['train', 'val']);
     const train = await source.split('train');
     if (train.kind !== 'files') throw new Error('expected files');
     expect(train.files).toEqual(['ant/deep/x.png', 'cow/c.webp', 'zebra/a.jpg', 'zebra/b.JPEG'].map((f) => join(root, 'train', f)));
@@ -106,7 +107,9 @@ describe('CIFAR binary files', () => {
     expect([val.pixels[3072], val.pixels[3072 + 1024], val.pixels[3072 + 2047], val.pixels[3072 + 2048]]).toEqual([4, 5, 5, 6]);
     expect(test.pixels[0]).toBe(100);
 
+    expect(source.splits).toEqual(['train', 'val', 'test']);
     const plain = await openSource(`cifar10:${dir}`);
+    expect(plain.splits).toEqual(['train', 'test']);
     const plainVal = await plain.split('val');
     expect([...plainVal.labels]).toEqual([5]); // with no valSplit, val is the test file
     expect(plain.classes).toHaveLength(10);

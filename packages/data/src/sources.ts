@@ -1,7 +1,9 @@
 import type { Dirent } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { extname, join } from 'node:path';
+import { IMAGE_EXTENSIONS } from './decode.js';
 import { ensureShapes, type ShapesOptions } from './shapes.js';
+import { openShards, type Shard } from './shards.js';
 import { parseDataSpec, type DataSpec } from './spec.js';
 
 /** The splits a source may have. */
@@ -26,8 +28,12 @@ export interface Source {
   readonly classes: readonly string[];
   /** Problems found while reading (empty class folders, stray files, missing batch files), each naming its file; none is fatal. */
   readonly issues: readonly string[];
-  /** The samples of a split, read once and cached. */
+  /** The splits with data of their own (CIFAR's `val` is its test file unless `valSplit` holds some training records out). */
+  readonly splits: readonly SplitName[];
+  /** The samples of a split, read once and cached. A streamed source (tar shards) cannot list them and rejects: see `shards`. */
   split(name: SplitName): Promise<Samples>;
+  /** Streamed sources only: a split's tar shards in their fixed order, with their sample counts. */
+  readonly shards?: (name: SplitName) => Promise<readonly Shard[]>;
 }
 
 /** Options of openSource. */
@@ -41,17 +47,18 @@ export interface SourceOptions {
 /** Opens the data set a spec names (see parseDataSpec); builtin:shapes is generated on first use. */
 export async function openSource(spec: string | DataSpec, options: SourceOptions = {}): Promise<Source> {
   const parsed = typeof spec === 'string' ? parseDataSpec(spec) : spec;
-  const name = parsed.kind === 'builtin' ? `builtin:${parsed.name}` : `${parsed.kind}:${parsed.dir}`;
+  const name =
+    parsed.kind === 'builtin' ? `builtin:${parsed.name}` : parsed.kind === 'shards' ? `shards:${parsed.location}` : `${parsed.kind}:${parsed.dir}`;
   if (options.valSplit !== undefined && parsed.kind !== 'cifar10' && parsed.kind !== 'cifar100') {
     throw new Error(`${name}: valSplit applies to cifar10/cifar100 only`);
   }
   if (parsed.kind === 'builtin') return openImageFolder(name, await ensureShapes(options.shapes));
   if (parsed.kind === 'imagenet') return openImageFolder(name, parsed.dir);
+  if (parsed.kind === 'shards') return openShards(name, parsed.location);
   return openCifar(name, parsed.kind, parsed.dir, options.valSplit ?? 0);
 }
 
 const SPLITS: readonly SplitName[] = ['train', 'val', 'test'];
-const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);
 
 interface Entry {
   readonly name: string;
@@ -87,12 +94,14 @@ async function walk(dir: string): Promise<string[]> {
 /** `root/<split>/<class>/**` with classes numbered in sorted folder order, as torchvision's ImageFolder does. */
 async function openImageFolder(spec: string, root: string): Promise<Source> {
   let classes: string[] | undefined;
+  const splits: SplitName[] = [];
   for (const split of SPLITS) {
     const list = await entries(join(root, split));
-    if (list) {
+    if (!list) continue;
+    splits.push(split);
+    if (!classes) {
       classes = list.filter((e) => e.isDir).map((e) => e.name);
       if (classes.length === 0) throw new Error(`${spec}: ${join(root, split)} has no class folders`);
-      break;
     }
   }
   if (!classes) throw new Error(`${spec}: ${root} has no train/, val/ or test/ folder`);
@@ -126,7 +135,7 @@ async function openImageFolder(spec: string, root: string): Promise<Source> {
     });
     return { kind: 'files', files, labels: Int32Array.from(labels) };
   };
-  return { spec, classes, issues, split: cached(scan) };
+  return { spec, classes, issues, splits, split: cached(scan) };
 }
 
 function cached<T>(load: (split: SplitName) => Promise<T>): (split: SplitName) => Promise<T> {
@@ -220,5 +229,6 @@ async function openCifar(spec: string, kind: keyof typeof CIFAR, dir: string, va
     const cut = r.labels.length - valSplit;
     return split === 'train' ? planes(r, 0, cut) : planes(r, cut);
   };
-  return { spec, classes, issues, split: cached(load) };
+  const splits: SplitName[] = ['train', ...(valSplit > 0 ? (['val'] as const) : []), ...(present.has(f.test) ? (['test'] as const) : [])];
+  return { spec, classes, issues, splits, split: cached(load) };
 }

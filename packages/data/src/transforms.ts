@@ -24,11 +24,28 @@ export type Step =
       readonly ratio?: readonly [number, number];
     }
   /** RandomHorizontalFlip(p). */
-  | { readonly op: 'hflip'; readonly p?: number };
+  | { readonly op: 'hflip'; readonly p?: number }
+  /**
+   * TenCrop(size), the last step only: the four corners and the centre, then the same five of the
+   * mirrored image, in torchvision's order. A sample becomes 10 views (for 10-crop evaluation).
+   */
+  | { readonly op: 'tenCrop'; readonly size: number };
 
-/** Geometric steps, then ToTensor (pixels / 255) and, with `mean` and `std`, Normalize. */
+/**
+ * AlexNet's PCA colour augmentation: every pixel (in [0, 1]) of an image moves by
+ * `eigvec · (alpha * eigval)`, with one `alpha ~ N(0, alphaStd²)` per component drawn per image.
+ * `eigvec[c][k]` is channel c of component k (the eigenvectors are the columns), as `computeStats` gives them.
+ */
+export interface Lighting {
+  readonly alphaStd: number;
+  readonly eigval: RGB;
+  readonly eigvec: readonly [RGB, RGB, RGB];
+}
+
+/** Geometric steps, then ToTensor (pixels / 255), PCA lighting when given, and, with `mean` and `std`, Normalize. */
 export interface Transform {
   readonly steps: readonly Step[];
+  readonly lighting?: Lighting;
   readonly mean?: RGB;
   readonly std?: RGB;
 }
@@ -44,14 +61,32 @@ export const IMAGENET_NORM = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 
   std: RGB;
 };
 
+/**
+ * The principal components of ImageNet's RGB pixels (in [0, 1]) that fb.resnet.torch trains with,
+ * with its alphaStd of 0.1. `residual data stats` computes them for any data set.
+ */
+export const IMAGENET_PCA: Lighting = {
+  alphaStd: 0.1,
+  eigval: [0.2175, 0.0188, 0.0045],
+  eigvec: [
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.814],
+    [-0.5836, -0.6948, 0.4203],
+  ],
+};
+
 /** The paper's CIFAR augmentation (section 4.2): 4-pixel zero pad, random 32x32 crop, horizontal flip. */
 export function cifarAugment(norm: { mean: RGB; std: RGB } = CIFAR10_NORM): Transform {
   return { steps: [{ op: 'randomCrop', size: 32, padding: 4 }, { op: 'hflip' }], ...norm };
 }
 
-/** The paper's ImageNet augmentation (section 3.4): shorter side uniform in [256, 480], random 224 crop, flip. */
-export function scaleAugment(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, min = 256, max = 480, size = 224): Transform {
-  return { steps: [{ op: 'randomResize', min, max }, { op: 'randomCrop', size }, { op: 'hflip' }], ...norm };
+/**
+ * The paper's ImageNet augmentation (section 3.4): shorter side uniform in [256, 480], random 224 crop,
+ * flip, and, given `lighting` (e.g. IMAGENET_PCA), the PCA colour augmentation the paper takes from AlexNet.
+ */
+export function scaleAugment(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, min = 256, max = 480, size = 224, lighting?: Lighting): Transform {
+  const steps: Step[] = [{ op: 'randomResize', min, max }, { op: 'randomCrop', size }, { op: 'hflip' }];
+  return lighting ? { steps, lighting, ...norm } : { steps, ...norm };
 }
 
 /** torchvision's usual training augmentation: RandomResizedCrop(size) and a flip. */
@@ -62,6 +97,11 @@ export function resizedCropAugment(norm: { mean: RGB; std: RGB } = IMAGENET_NORM
 /** The standard single-crop evaluation: Resize(resize), CenterCrop(size). */
 export function centerCropEval(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, resize = 256, size = 224): Transform {
   return { steps: [{ op: 'resize', size: resize }, { op: 'centerCrop', size }], ...norm };
+}
+
+/** The paper's 10-crop evaluation: Resize(resize), TenCrop(size); each sample gives 10 views. */
+export function tenCropEval(norm: { mean: RGB; std: RGB } = IMAGENET_NORM, resize = 256, size = 224): Transform {
+  return { steps: [{ op: 'resize', size: resize }, { op: 'tenCrop', size }], ...norm };
 }
 
 /**
@@ -152,7 +192,7 @@ function applyStep(v: View, step: Step, rand: Rand): View {
     case 'randomResize':
       return resizeShorter(v, randInt(rand, step.min, step.max));
     case 'centerCrop':
-      return crop(v, roundHalfEven((v.width - step.size) / 2), roundHalfEven((v.height - step.size) / 2), step.size, step.size);
+      return centerCrop(v, step.size);
     case 'randomCrop': {
       const pad = step.padding ?? 0;
       const top = randInt(rand, 0, v.height + 2 * pad - step.size) - pad;
@@ -163,13 +203,41 @@ function applyStep(v: View, step: Step, rand: Rand): View {
       return randomResizedCrop(v, step, rand);
     case 'hflip':
       return rand() < (step.p ?? 0.5) ? { ...v, flip: !v.flip } : v;
+    case 'tenCrop':
+      throw new Error('tenCrop must be the last step');
   }
 }
 
-/** Runs the geometric steps on a `width` x `height` image; every random draw comes from `rand`. */
-export function plan(steps: readonly Step[], width: number, height: number, rand: Rand): Placement {
+function centerCrop(v: View, size: number): View {
+  return crop(v, roundHalfEven((v.width - size) / 2), roundHalfEven((v.height - size) / 2), size, size);
+}
+
+/** torchvision's ten_crop: five_crop of the image (corners, then centre), then five_crop of its mirror. */
+function tenCrop(v: View, size: number): View[] {
+  if (size > v.width || size > v.height) throw new Error(`tenCrop ${size} is larger than the ${v.width}x${v.height} image`);
+  const five = (u: View) => [
+    crop(u, 0, 0, size, size),
+    crop(u, u.width - size, 0, size, size),
+    crop(u, 0, u.height - size, size, size),
+    crop(u, u.width - size, u.height - size, size, size),
+    centerCrop(u, size),
+  ];
+  return [...five(v), ...five({ ...v, flip: !v.flip })];
+}
+
+/**
+ * Runs the geometric steps on a `width` x `height` image; every random draw comes from `rand`. One
+ * placement, or ten after a final tenCrop; they share one source size, so the image is resampled once.
+ */
+export function plan(steps: readonly Step[], width: number, height: number, rand: Rand): Placement[] {
   let v: View = { x: 0, y: 0, w: width, h: height, width, height, flip: false, clip: [0, 0, width, height] };
-  for (const step of steps) v = applyStep(v, step, rand);
+  const last = steps.at(-1);
+  const geometric = last?.op === 'tenCrop' ? steps.slice(0, -1) : steps;
+  for (const step of geometric) v = applyStep(v, step, rand);
+  return last?.op === 'tenCrop' ? tenCrop(v, last.size).map((u) => place(u, width, height)) : [place(v, width, height)];
+}
+
+function place(v: View, width: number, height: number): Placement {
   const sx = v.w / v.width;
   const sy = v.h / v.height;
   const [l, t, r, b] = v.clip;
@@ -214,6 +282,10 @@ export function validateTransform(t: Transform): void {
         range('ratio', s.ratio);
         integer('size', s.size, 1);
         break;
+      case 'tenCrop':
+        if (i !== t.steps.length - 1) fail('must be the last step');
+        integer('size', s.size, 1);
+        break;
       case 'resize':
       case 'centerCrop':
         integer('size', s.size, 1);
@@ -227,6 +299,27 @@ export function validateTransform(t: Transform): void {
   }
   if ((t.mean === undefined) !== (t.std === undefined)) throw new Error('transform: give both mean and std, or neither');
   if (t.std?.some((s) => !(s > 0))) throw new Error(`transform: std ${t.std.join(',')} must be positive`);
+  if (t.lighting) {
+    const { alphaStd, eigval, eigvec } = t.lighting;
+    const finite = (v: unknown) => Array.isArray(v) && v.length === 3 && v.every(Number.isFinite);
+    if (!(alphaStd >= 0) || !finite(eigval) || !(Array.isArray(eigvec) && eigvec.length === 3 && eigvec.every(finite))) {
+      throw new Error('transform: lighting needs alphaStd >= 0, eigval of 3 numbers and eigvec of 3 rows of 3');
+    }
+  }
+}
+
+/** A standard normal draw (Box-Muller). */
+function normal(rand: Rand): number {
+  return Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+}
+
+/** The per-channel shift of PCA lighting for one image, drawn after the geometric steps; zero without lighting. */
+export function lightingShift(t: Transform, rand: Rand): RGB {
+  if (!t.lighting) return [0, 0, 0];
+  const { alphaStd, eigval, eigvec } = t.lighting;
+  const w = eigval.map((e) => e * alphaStd * normal(rand));
+  const at = (c: number) => eigvec[c][0] * w[0] + eigvec[c][1] * w[1] + eigvec[c][2] * w[2];
+  return [at(0), at(1), at(2)];
 }
 
 /** How an 8-bit RGB image is laid out in memory, in elements. */
@@ -248,15 +341,15 @@ export function chw(width: number, height: number): Layout {
 
 /**
  * Copies the placement's window of `src` (already at the placement's source size) into `out`
- * as normalised CHW floats; pixels outside the clip read as 0 before normalisation.
+ * as normalised CHW floats; pixels outside the clip read as 0 before the lighting `shift` and normalisation.
  */
-export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Transform, out: Float32Array): void {
+export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
   const { width: ow, height: oh } = p;
   const [left, top, right, bottom] = p.clip;
   for (let c = 0; c < 3; c++) {
     const std = t.std?.[c] ?? 1;
     const scale = 1 / (255 * std);
-    const bias = -(t.mean?.[c] ?? 0) / std;
+    const bias = (shift[c] - (t.mean?.[c] ?? 0)) / std;
     const plane = c * ow * oh;
     for (let y = 0; y < oh; y++) {
       const sy = p.top + y;
@@ -265,11 +358,18 @@ export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Tr
         out.fill(bias, row, row + ow);
         continue;
       }
-      const base = c * layout.channelStride + sy * layout.rowStride;
-      for (let x = 0; x < ow; x++) {
-        const sx = p.left + (p.flip ? ow - 1 - x : x);
-        out[row + x] = sx < left || sx >= right ? bias : src[base + sx * layout.pixelStride] * scale + bias;
+      // Output x reads source column p.left + x, or p.left + ow - 1 - x mirrored: real pixels only for x in [lo, hi).
+      const lo = Math.max(0, p.flip ? p.left + ow - right : left - p.left);
+      const hi = Math.min(ow, p.flip ? p.left + ow - left : right - p.left);
+      if (lo >= hi) {
+        out.fill(bias, row, row + ow);
+        continue;
       }
+      out.fill(bias, row, row + lo);
+      out.fill(bias, row + hi, row + ow);
+      const step = p.flip ? -layout.pixelStride : layout.pixelStride;
+      let at = c * layout.channelStride + sy * layout.rowStride + (p.left + (p.flip ? ow - 1 - lo : lo)) * layout.pixelStride;
+      for (let x = row + lo, end = row + hi; x < end; x++, at += step) out[x] = src[at] * scale + bias;
     }
   }
 }

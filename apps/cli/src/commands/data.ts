@@ -108,10 +108,10 @@ export const registerData = (program: Command): void => {
     const splits: Record<string, number> = {};
     const unreadableFiles: string[] = [];
     let images = 0;
-    // A small fixed size: every image is decoded in full (shrink-on-load still reads all of a JPEG) while batches stay one size.
-    const transform: Transform = { steps: [{ op: 'resize', size: 32 }, { op: 'centerCrop', size: 32 }] };
+    // Resized whole, not cropped: a crop reads only part of an image and could miss where a file is cut short.
+    const transform: Transform = { steps: [{ op: 'resize', size: 16 }] };
     for (const name of source.splits) {
-      const loader = await createLoader({ source, split: name, batchSize: 64, prefetch: 4, workers: o.workers, transform });
+      const loader = await createLoader({ source, split: name, batchSize: 1, prefetch: 64, workers: o.workers, transform });
       const tick = ticker(`inspect ${name}`, loader.samples);
       for await (const _ of loader) tick(loader.report().decoded + loader.report().skipped);
       const report = loader.report();
@@ -166,7 +166,7 @@ export const registerData = (program: Command): void => {
       .argument('<dataset>', 'cifar10 | cifar100')
       .argument('<dir>', 'folder to create, holding the binary batch files')
       .description('Download CIFAR-10/100 (binary version), check its MD5 and extract it atomically')
-      .option('--url <url>', 'fetch from a mirror instead of the official URL')
+      .option('--url <url>', 'address of the official binary archive (or a mirror); default $RESIDUAL_CIFAR10_URL / $RESIDUAL_CIFAR100_URL')
       .option('--md5 <hex>', 'the MD5 the archive must have (default: the official archive\'s)')
       .addHelpText('after', '\nExample:\n  residual data download cifar10 ~/data/cifar10 && residual train --model resnet20 --data cifar10:~/data/cifar10'),
   ).action(async (dataset: string, dir: string, flags: Record<string, unknown>, cmd: Command) => {

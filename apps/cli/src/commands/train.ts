@@ -63,7 +63,7 @@ export interface TrainResult {
 
 /** The recipe with the user's overrides applied. */
 const recipeFor = (o: TrainOptions): Recipe => {
-  const base = getRecipe(o.recipe ?? (isCifarModel(o.model) ? 'paper-cifar' : 'paper-imagenet'));
+  const base = getRecipe(o.recipe ?? (o.data.startsWith('builtin:') ? 'quick' : isCifarModel(o.model) ? 'paper-cifar' : 'paper-imagenet'));
   return {
     ...base,
     batchSize: o.batchSize ?? base.batchSize,
@@ -90,7 +90,7 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
     source, split: 'train', batchSize: recipe.batchSize, shuffle: true, seed: o.seed, transform: trainTransform(o.data, recipe.augmentation),
     workers: o.workers, state: checkpoint?.record.loader,
   });
-  const valName = (await splitExists(source, 'val')) ? 'val' : (await splitExists(source, 'test')) ? 'test' : null;
+  const valName = source.splits.includes('val') ? 'val' : source.splits.includes('test') ? 'test' : null;
   const val: Loader | null = valName
     ? await createLoader({ source, split: valName, batchSize: Math.max(recipe.batchSize, 100), transform: evalTransform(o.data), workers: o.workers })
     : null;
@@ -191,15 +191,6 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
     trainLoss: stats.images ? stats.loss / stats.images : NaN, trainAccuracy: stats.images ? stats.correct / stats.images : NaN,
     valLoss: lastVal?.loss ?? null, valAccuracy: lastVal?.top1 ?? null, imagesPerSecond, elapsedSeconds: elapsed(), interrupted,
   };
-};
-
-const splitExists = async (source: { split(n: 'val' | 'test'): Promise<unknown> }, name: 'val' | 'test') => {
-  try {
-    await source.split(name);
-    return true;
-  } catch {
-    return false;
-  }
 };
 
 /** Registers `train` on the program. */

@@ -1,0 +1,104 @@
+"""The data bench's images and its peer: PyTorch's DataLoader with torchvision transforms (PIL).
+
+python3 peer.py make DIR [--count N] [--seed S]
+    Writes N ImageNet-sized JPEGs (about 500x375, quality 90) as DIR/train/<class>/<i>.jpg: smooth
+    gradients, shapes and sensor-like noise, so they compress like photographs, not like noise.
+python3 peer.py bench DIR --workers W [--batch-size B] [--epochs E]
+    Streams DIR/train through the paper's augmentation (shorter side uniform in [256, 480], random
+    224 crop, flip, ToTensor, Normalize) and prints one JSON line per epoch with its images/s, then
+    one with the CPU seconds of the whole run, worker processes included.
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+
+
+def make(args):
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(args.seed)
+    for i in range(args.count):
+        w, h = (500, 375) if i % 4 else (375, 500)  # mostly landscape, some portrait, like ImageNet
+        w += int(rng.integers(-40, 41))
+        h += int(rng.integers(-30, 31))
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = rng.uniform(0, 255, 3)
+        slope = rng.uniform(-0.4, 0.4, (3, 2))
+        img = np.stack([base[c] + slope[c, 0] * x + slope[c, 1] * y for c in range(3)], axis=-1)
+        pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(pil)
+        for _ in range(12):
+            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+            x1, y1 = x0 + int(rng.integers(20, 200)), y0 + int(rng.integers(20, 200))
+            fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=fill)
+        noisy = np.asarray(pil, dtype=np.float32) + rng.normal(0, 16, (h, w, 3))
+        out = os.path.join(args.dir, "train", f"c{i % 10}")
+        os.makedirs(out, exist_ok=True)
+        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(os.path.join(out, f"{i}.jpg"), quality=90)
+
+
+def bench(args):
+    try:
+        import torch
+        import torchvision.transforms as T
+        import torchvision.transforms.functional as F
+        from torchvision.datasets import ImageFolder
+    except ImportError as e:
+        print(json.dumps({"error": f"PyTorch/torchvision is not installed ({e})"}))
+        return
+
+    class RandomShorterSide:
+        """The paper's scale augmentation: resize so the shorter side is uniform in [lo, hi]."""
+
+        def __init__(self, lo, hi):
+            self.lo, self.hi = lo, hi
+
+        def __call__(self, img):
+            return F.resize(img, random.randint(self.lo, self.hi))
+
+    transform = T.Compose([
+        RandomShorterSide(256, 480),
+        T.RandomCrop(224),
+        T.RandomHorizontalFlip(),
+        T.ToTensor(),
+        T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    ])
+    data = ImageFolder(os.path.join(args.dir, "train"), transform=transform)
+    cpu = time.process_time()
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers, persistent_workers=args.workers > 0)
+    total = 0
+    for epoch in range(args.epochs):
+        start = time.perf_counter()
+        images = 0
+        for x, _ in loader:
+            images += x.shape[0]
+        seconds = time.perf_counter() - start
+        total += images
+        print(json.dumps({"epoch": epoch, "images": images, "seconds": seconds, "imagesPerSecond": images / seconds}), flush=True)
+    del loader  # joins the worker processes, so their CPU time is counted below
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - cpu + children.ru_utime + children.ru_stime
+    print(json.dumps({"images": total, "cpuSeconds": cpu}), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("command", choices=["make", "bench"])
+    p.add_argument("dir")
+    p.add_argument("--count", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=os.cpu_count())
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=2)
+    args = p.parse_args()
+    make(args) if args.command == "make" else bench(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

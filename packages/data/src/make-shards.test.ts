@@ -1,0 +1,106 @@
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLoader, type Batch } from './loader.js';
+import { makeShards } from './make-shards.js';
+import { openSource, type Source } from './sources.js';
+
+let root: string;
+let folder: Source;
+/** Image bytes by class and file, to check shards against. */
+const originals = new Map<string, Buffer>();
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'residual-make-shards-'));
+  // 3 classes; train has 7 images (one PNG), val 2; pixel value 20 * i tells image i apart.
+  for (const [split, count] of [['train', 7], ['val', 2]] as const) {
+    for (let i = 0; i < count; i++) {
+      const cls = ['ant', 'bee', 'cow'][i % 3];
+      const image = sharp({ create: { width: 6, height: 5, channels: 3, background: { r: 20 * i, g: 100, b: split === 'val' ? 200 : 0 } } });
+      const name = i === 3 ? `${i}.PNG` : `${i}.jpg`;
+      const bytes = await (i === 3 ? image.png() : image.jpeg()).toBuffer();
+      await mkdir(join(root, 'tree', split, cls), { recursive: true });
+      await writeFile(join(root, 'tree', split, cls, name), bytes);
+      originals.set(`${split}/${cls}/${name}`, bytes);
+    }
+  }
+  folder = await openSource(`imagenet:${join(root, 'tree')}`);
+});
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+describe('makeShards', () => {
+  it('writes every image once, bytes unchanged, in shuffled shards of a fixed size, and shards.json', async () => {
+    const out = join(root, 'out');
+    const manifest = await makeShards({ source: folder, out, perShard: 3, seed: 5 });
+    expect(manifest).toEqual({
+      classes: ['ant', 'bee', 'cow'],
+      splits: {
+        train: [{ url: 'train-000000.tar', samples: 3 }, { url: 'train-000001.tar', samples: 3 }, { url: 'train-000002.tar', samples: 1 }],
+        val: [{ url: 'val-000000.tar', samples: 2 }],
+      },
+    });
+    expect((await readdir(out)).sort()).toEqual(['shards.json', 'train-000000.tar', 'train-000001.tar', 'train-000002.tar', 'val-000000.tar']);
+    expect(JSON.parse(await readFile(join(out, 'shards.json'), 'utf8'))).toEqual(manifest);
+
+    // GNU tar reads them, and their members sit in pairs: the image, then its label.
+    const listing = spawnSync('tar', ['-tf', join(out, 'train-000000.tar')], { encoding: 'utf8' }).stdout.trim().split('\n');
+    expect(listing).toHaveLength(6);
+    listing.forEach((name, k) => expect(name).toMatch(k % 2 === 0 ? /^\d{9}\.(jpg|png)$/ : /^\d{9}\.cls$/));
+    const extracted = join(root, 'extracted');
+    await mkdir(extracted);
+    for (const shard of manifest.splits.train!) spawnSync('tar', ['-xf', join(out, shard.url), '-C', extracted]);
+    const train = await folder.split('train');
+    if (train.kind !== 'files') throw new Error('expected files');
+    const members = (await readdir(extracted)).sort();
+    expect(members).toHaveLength(14);
+    for (const [id, file] of train.files.entries()) {
+      const key = String(id).padStart(9, '0');
+      const ext = file.endsWith('.PNG') ? 'png' : 'jpg';
+      expect(await readFile(join(extracted, `${key}.${ext}`))).toEqual(originals.get(file.slice(join(root, 'tree').length + 1)));
+      expect(await readFile(join(extracted, `${key}.cls`), 'utf8')).toBe(String(train.labels[id]));
+    }
+    // Shuffled: the first shard is not the first three files.
+    expect(listing.filter((_, k) => k % 2 === 0).map((n) => Number.parseInt(n, 10))).not.toEqual([0, 1, 2]);
+  });
+
+  it('is a pure function of (source, seed), and the loader reads the shards as it reads the tree', async () => {
+    const [a, b, c] = ['a', 'b', 'c'].map((d) => join(root, d));
+    await makeShards({ source: folder, out: a, perShard: 4, seed: 1 });
+    await makeShards({ source: folder, out: b, perShard: 4, seed: 1 });
+    await makeShards({ source: folder, out: c, perShard: 4, seed: 2 });
+    expect(await readFile(join(a, 'train-000000.tar'))).toEqual(await readFile(join(b, 'train-000000.tar')));
+    expect(await readFile(join(a, 'train-000000.tar'))).not.toEqual(await readFile(join(c, 'train-000000.tar')));
+
+    const samples = async (source: Source) => {
+      const out: string[] = [];
+      for await (const batch of await createLoader({ source, split: 'val', batchSize: 4, workers: 0 })) out.push(...fingerprints(batch));
+      return out.sort();
+    };
+    const shards = await openSource(`shards:${a}`);
+    expect(shards.splits).toEqual(['train', 'val']);
+    expect(await samples(shards)).toEqual(await samples(folder));
+  });
+
+  it('refuses a folder that is not empty and a source of raw records', async () => {
+    const out = join(root, 'full');
+    await mkdir(out);
+    await writeFile(join(out, 'x'), 'x');
+    await expect(makeShards({ source: folder, out, perShard: 2 })).rejects.toThrow(`makeShards: ${out} is not empty`);
+    await expect(makeShards({ source: folder, out: join(root, 'zero'), perShard: 0 })).rejects.toThrow('perShard 0 is not an integer >= 1');
+    const cifar = join(root, 'cifar');
+    await mkdir(cifar);
+    await writeFile(join(cifar, 'data_batch_1.bin'), new Uint8Array(3073));
+    await expect(makeShards({ source: await openSource(`cifar10:${cifar}`), out: join(root, 'c10'), perShard: 2 })).rejects.toThrow(
+      'holds raw records, not image files',
+    );
+  });
+});
+
+/** Each sample of a batch as "label:first pixel values", to compare data sets regardless of order. */
+function fingerprints(batch: Batch): string[] {
+  const size = batch.images.length / batch.labels.length;
+  return Array.from(batch.labels, (label, j) => `${label}:${Array.from(batch.images.subarray(j * size, j * size + 3)).join(',')}`);
+}

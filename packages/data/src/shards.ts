@@ -1,0 +1,388 @@
+import { createReadStream } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { IMAGE_EXTENSIONS } from './decode.js';
+import { keyedRandom, permutation, randInt } from './random.js';
+import type { Source, SplitName } from './sources.js';
+
+/** One tar shard: a path or an http(s) URL, and how many samples it holds. */
+export interface Shard {
+  readonly url: string;
+  readonly samples: number;
+}
+
+/**
+ * What `makeShards` writes beside the shards as `shards.json`: the class names in label order, and
+ * each split's shards in order (URLs relative to the folder) with their sample counts.
+ */
+export interface ShardManifest {
+  readonly classes: readonly string[];
+  readonly splits: Partial<Record<SplitName, readonly Shard[]>>;
+}
+
+/** The manifest's file name. */
+export const MANIFEST = 'shards.json';
+const SPLITS: readonly SplitName[] = ['train', 'val', 'test'];
+const MAX_EXPANSION = 1_000_000;
+const TAR_NAME = /\.(tar|tar\.gz|tgz)$/i;
+
+/**
+ * Expands shell-style braces: `{000000..000127}` (zero-padded to the wider end when either is
+ * written with a leading zero, as bash does) and `{a,b}` lists, several and nested.
+ */
+export function expandBraces(pattern: string): string[] {
+  const open = pattern.indexOf('{');
+  if (open < 0) {
+    if (pattern.includes('}')) throw new Error(`pattern "${pattern}": a } without its {`);
+    return [pattern];
+  }
+  let depth = 0;
+  let close = -1;
+  const commas: number[] = [];
+  for (let i = open; i < pattern.length && close < 0; i++) {
+    if (pattern[i] === '{') depth++;
+    else if (pattern[i] === '}' && --depth === 0) close = i;
+    else if (pattern[i] === ',' && depth === 1) commas.push(i);
+  }
+  if (close < 0) throw new Error(`pattern "${pattern}": a { without its }`);
+  const body = pattern.slice(open + 1, close);
+  let options: string[];
+  const range = /^(\d+)\.\.(\d+)$/.exec(body);
+  if (commas.length > 0) {
+    options = [open, ...commas].map((at, k) => pattern.slice(at + 1, k < commas.length ? commas[k] : close));
+  } else if (range) {
+    const [lo, hi] = [Number(range[1]), Number(range[2])];
+    if (lo > hi) throw new Error(`pattern "${pattern}": the range {${body}} runs backwards`);
+    if (hi - lo >= MAX_EXPANSION) throw new Error(`pattern "${pattern}": the range {${body}} names more than ${MAX_EXPANSION} shards`);
+    const padded = /^0\d/.test(range[1]) || /^0\d/.test(range[2]);
+    const width = padded ? Math.max(range[1].length, range[2].length) : 0;
+    options = Array.from({ length: hi - lo + 1 }, (_, k) => String(lo + k).padStart(width, '0'));
+  } else {
+    throw new Error(`pattern "${pattern}": {${body}} is neither a range {a..b} nor a list {a,b}`);
+  }
+  const head = pattern.slice(0, open);
+  const tail = pattern.slice(close + 1);
+  return options.flatMap((o) => expandBraces(head + o + tail));
+}
+
+const isUrl = (s: string) => /^https?:\/\//i.test(s);
+
+/** `name` taken relative to the folder `base` (a path or a URL), unless it is absolute. */
+function resolveIn(base: string, name: string): string {
+  if (isUrl(name) || isAbsolute(name)) return name;
+  return isUrl(base) ? new URL(name, base.endsWith('/') ? base : `${base}/`).href : join(base, name);
+}
+
+const parentOf = (location: string) => (isUrl(location) ? new URL('.', location).href : dirname(location));
+
+/** A path or an http(s) URL as a byte stream, read as it is consumed (never whole); gunzipped when named .gz or .tgz. */
+async function openBytes(url: string): Promise<Readable> {
+  let bytes: Readable;
+  if (!isUrl(url)) bytes = createReadStream(url);
+  else {
+    const res = await fetch(url);
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new Error(`HTTP ${res.status} ${res.statusText}`);
+    }
+    bytes = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+  }
+  if (!/\.(gz|tgz)$/i.test(url)) return bytes;
+  const gunzip = createGunzip();
+  bytes.on('error', (e) => gunzip.destroy(e));
+  gunzip.on('close', () => bytes.destroy());
+  return bytes.pipe(gunzip);
+}
+
+/** A small text file from a path or URL, or undefined when there is none. */
+async function readText(url: string): Promise<string | undefined> {
+  if (!isUrl(url)) {
+    return readFile(url, 'utf8').catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+  }
+  const res = await fetch(url);
+  if (res.status === 404) {
+    await res.body?.cancel();
+    return undefined;
+  }
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+  return res.text();
+}
+
+/** One member of a tar file. */
+export interface TarFile {
+  readonly name: string;
+  readonly data: Uint8Array<ArrayBuffer>;
+}
+
+/**
+ * The regular files of a tar (a path or an http(s) URL; gzipped when named .gz or .tgz), in order,
+ * each read whole into a buffer of its own. A stream that ends
+ * inside a member, or without the archive's closing zero blocks, is truncated: the error names the
+ * shard, the byte offset reached and the member being read.
+ */
+export async function* tarFiles(url: string): AsyncGenerator<TarFile> {
+  let input: Readable | undefined;
+  let offset = 0;
+  let current: string | undefined;
+  const tail = new Uint8Array(1024); // the last bytes seen: a whole tar ends in two zero blocks
+  try {
+    input = await openBytes(url);
+    const extract = tar.extract();
+    input.on('data', (chunk: Uint8Array) => {
+      offset += chunk.length;
+      if (chunk.length >= tail.length) tail.set(chunk.subarray(chunk.length - tail.length));
+      else {
+        tail.copyWithin(0, chunk.length);
+        tail.set(chunk, tail.length - chunk.length);
+      }
+    });
+    input.on('error', (e) => extract.destroy(e));
+    input.pipe(extract);
+    for await (const entry of extract) {
+      current = entry.header.name;
+      const data = new Uint8Array(entry.header.size ?? 0);
+      let at = 0;
+      for await (const chunk of entry as AsyncIterable<Uint8Array>) {
+        data.set(chunk, at);
+        at += chunk.length;
+      }
+      if (entry.header.type === 'file' || entry.header.type === 'contiguous-file') yield { name: current, data };
+      current = undefined;
+    }
+    if (offset < tail.length || tail.some((b) => b !== 0)) throw new Error('Unexpected end of data: no end-of-archive blocks');
+  } catch (e) {
+    const message = (e as Error).message;
+    const what = /unexpected end of/i.test(message) ? 'is truncated' : 'could not be read';
+    throw new Error(`shard ${url} ${what} at byte offset ${offset}${current ? ` (in ${current})` : ''}: ${message}`);
+  } finally {
+    input?.destroy();
+  }
+}
+
+/** A WebDataset sample: the consecutive tar members sharing a key (`dir/key.jpg`, `dir/key.cls`). */
+export interface ShardSample {
+  readonly key: string;
+  readonly image?: Uint8Array<ArrayBuffer>;
+  readonly label?: number;
+  /** Why the sample cannot be used, when it cannot. */
+  readonly reason?: string;
+}
+
+function toSample(key: string, files: Map<string, Uint8Array<ArrayBuffer>>): ShardSample {
+  const image = [...files].find(([ext]) => IMAGE_EXTENSIONS.has(`.${ext}`))?.[1];
+  const cls = files.get('cls');
+  const text = cls && new TextDecoder().decode(cls).trim();
+  if (!image) return { key, reason: `no image member (${[...IMAGE_EXTENSIONS].join(', ')})` };
+  if (text === undefined) return { key, image, reason: 'no .cls label member' };
+  if (!/^\d+$/.test(text)) return { key, image, reason: `${key}.cls holds ${JSON.stringify(text.slice(0, 40))}, not an integer label` };
+  return { key, image, label: Number(text) };
+}
+
+/**
+ * The samples of a shard in the WebDataset convention: members are grouped by key (the path up to the
+ * first dot of the file name) while consecutive; the image is the member with an image extension and
+ * the label the integer text of the `.cls` member.
+ */
+export async function* shardSamples(url: string): AsyncGenerator<ShardSample> {
+  let key: string | undefined;
+  let files = new Map<string, Uint8Array<ArrayBuffer>>();
+  for await (const f of tarFiles(url)) {
+    const dot = f.name.indexOf('.', f.name.lastIndexOf('/') + 1);
+    const k = dot < 0 ? f.name : f.name.slice(0, dot);
+    if (key !== undefined && k !== key) {
+      yield toSample(key, files);
+      files = new Map();
+    }
+    key = k;
+    files.set(dot < 0 ? '' : f.name.slice(dot + 1).toLowerCase(), f.data);
+  }
+  if (key !== undefined) yield toSample(key, files);
+}
+
+/** Reads and checks a shards.json, or undefined when there is none. */
+async function readManifest(url: string): Promise<ShardManifest | undefined> {
+  const text = await readText(url);
+  if (text === undefined) return undefined;
+  const fail = (what: string): never => {
+    throw new Error(`${url}: ${what}`);
+  };
+  let m: { classes?: unknown; splits?: Record<string, unknown> };
+  try {
+    m = JSON.parse(text);
+  } catch (e) {
+    return fail(`not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(m.classes) || !m.classes.every((c) => typeof c === 'string')) fail('"classes" must be a list of names');
+  if (!m.splits || typeof m.splits !== 'object') fail('"splits" must map split names to lists of shards');
+  for (const [name, list] of Object.entries(m.splits!)) {
+    if (!SPLITS.includes(name as SplitName)) fail(`unknown split "${name}" (expected ${SPLITS.join(', ')})`);
+    const ok = (s: { url?: unknown; samples?: unknown }) => typeof s?.url === 'string' && Number.isSafeInteger(s.samples) && (s.samples as number) >= 0;
+    if (!Array.isArray(list) || !list.every(ok)) fail(`split "${name}" must be a list of { "url": string, "samples": integer >= 0 }`);
+  }
+  return m as ShardManifest;
+}
+
+/** Counts a local shard's samples and finds its largest label, reading it once. */
+async function scanShard(url: string): Promise<{ samples: number; maxLabel: number }> {
+  let samples = 0;
+  let maxLabel = -1;
+  for await (const s of shardSamples(url)) {
+    samples++;
+    if (s.label !== undefined) maxLabel = Math.max(maxLabel, s.label);
+  }
+  return { samples, maxLabel };
+}
+
+/**
+ * Opens tar shards (see `shards:` in the README). A folder or URL holding a shards.json gives every
+ * split it lists; a brace pattern of `.tar` files gives one split: the one shards.json beside it files
+ * its first shard under, else `train`. Sample counts come from shards.json; local shards it does not
+ * list are read once to count them. Class names come from shards.json, else classes.txt beside the
+ * shards, else they are the numbers up to the largest label seen (an issue says so).
+ */
+export async function openShards(spec: string, location: string): Promise<Source> {
+  const names = expandBraces(location);
+  const isPattern = names.every((n) => TAR_NAME.test(n));
+  if (!isPattern && names.length > 1) throw new Error(`${spec}: a pattern must name .tar files only`);
+  const folder = isPattern ? parentOf(names[0]) : names[0];
+  const manifestUrl = resolveIn(folder, MANIFEST);
+  const manifest = await readManifest(manifestUrl);
+  const issues: string[] = [];
+  const lists = new Map<SplitName, readonly Shard[]>();
+  let maxLabel = -1;
+  if (!isPattern) {
+    if (!manifest) throw new Error(`${spec}: ${manifestUrl} is missing; name the shards with a pattern (shards:DIR/train-{000000..000009}.tar) or write the shards.json that shards make writes`);
+    for (const split of SPLITS) {
+      const list = manifest.splits[split];
+      if (list) lists.set(split, list.map((s) => ({ url: resolveIn(folder, s.url), samples: s.samples })));
+    }
+  } else {
+    const listed = new Map<string, { split: SplitName; samples: number }>();
+    for (const split of SPLITS) for (const s of manifest?.splits[split] ?? []) listed.set(resolveIn(folder, s.url), { split, samples: s.samples });
+    const shards: Shard[] = [];
+    for (const url of names) {
+      const known = listed.get(url);
+      if (known) shards.push({ url, samples: known.samples });
+      else if (isUrl(url)) {
+        throw new Error(`${spec}: no sample count for ${url}; streamed shards need a shards.json beside them that lists each shard's samples (shards make writes one)`);
+      } else {
+        const scan = await scanShard(url);
+        maxLabel = Math.max(maxLabel, scan.maxLabel);
+        shards.push({ url, samples: scan.samples });
+      }
+    }
+    lists.set(listed.get(names[0])?.split ?? 'train', shards);
+  }
+  let classes = manifest?.classes ?? (await readText(resolveIn(folder, 'classes.txt')))?.split('\n').map((s) => s.trim()).filter(Boolean);
+  if (!classes) {
+    if (maxLabel < 0) throw new Error(`${spec}: no class names (no shards.json or classes.txt beside the shards) and no labels in the shards`);
+    classes = Array.from({ length: maxLabel + 1 }, (_, i) => String(i));
+    issues.push(`${spec}: no shards.json or classes.txt; ${classes.length} classes, up to the largest label seen`);
+  }
+  const splits = [...lists.keys()];
+  return {
+    spec,
+    classes,
+    issues,
+    splits,
+    split: () => Promise.reject(new Error(`${spec}: tar shards are streamed, not listed; read them with createLoader`)),
+    shards: async (name) => {
+      const list = lists.get(name);
+      if (!list) throw new Error(`${spec} has no ${name} split (it has ${splits.join(', ')})`);
+      return list;
+    },
+  };
+}
+
+/** How one rank streams an epoch of shards. */
+export interface StreamPlan {
+  /** Shards to read, in order (positions in the split's list), and how many samples of each to take. */
+  readonly reads: readonly { readonly shard: number; readonly take: number }[];
+  /** Slots (positions in the stream that `reads` makes) in the order they are handed out. */
+  readonly order: Uint32Array;
+}
+
+/** Options of planStream. */
+export interface StreamOptions {
+  readonly epoch: number;
+  readonly seed: number;
+  readonly shuffle: boolean;
+  readonly buffer: number;
+  readonly rank: number;
+  readonly worldSize: number;
+}
+
+// Keys the shuffle buffer's draws apart from the (seed, epoch, index) keys of augmentation.
+const BUFFER_KEY = 0x5eed;
+
+/**
+ * One rank's epoch over shards holding `counts` samples. With `shuffle`, the shards are put in an
+ * order drawn from (seed, epoch), and samples pass through a shuffle buffer of `buffer` whose draws
+ * also come from (seed, epoch); the rank takes every worldSize-th shard of that order. Every rank
+ * streams ceil(total / worldSize) samples: a rank with fewer wraps around to its first shards, a rank
+ * with more stops early. Depends on nothing but its arguments, so an epoch replays exactly.
+ */
+export function planStream(counts: readonly number[], o: StreamOptions): StreamPlan {
+  const total = counts.reduce((a, b) => a + b, 0);
+  const perRank = Math.ceil(total / o.worldSize);
+  if (perRank === 0) return { reads: [], order: new Uint32Array(0) };
+  const shardOrder = o.shuffle ? permutation(counts.length, keyedRandom(o.seed, o.epoch)) : Uint32Array.from(counts.keys());
+  const mine = shardOrder.filter((_, k) => k % o.worldSize === o.rank);
+  if (mine.reduce((a, s) => a + counts[s], 0) === 0) throw new Error(`rank ${o.rank} of ${o.worldSize} was dealt shards that hold no samples`);
+  const reads: { shard: number; take: number }[] = [];
+  for (let k = 0, read = 0; read < perRank; k++) {
+    const shard = mine[k % mine.length];
+    const take = Math.min(counts[shard], perRank - read);
+    if (take > 0) reads.push({ shard, take });
+    read += take;
+  }
+  const order = Uint32Array.from({ length: perRank }, (_, i) => i);
+  if (!o.shuffle) return { reads, order };
+  const rand = keyedRandom(o.seed, o.epoch, BUFFER_KEY, BUFFER_KEY);
+  const held: number[] = [];
+  for (let next = 0, out = 0; out < perRank; out++) {
+    while (held.length < o.buffer && next < perRank) held.push(next++);
+    const j = randInt(rand, 0, held.length - 1);
+    order[out] = held[j];
+    held[j] = held[held.length - 1];
+    held.pop();
+  }
+  return { reads, order };
+}
+
+/** A sample read from a stream, with where it sits: its slot in the stream, and its shard and position there. */
+export interface StreamedSample {
+  readonly slot: number;
+  readonly shard: number;
+  readonly position: number;
+  readonly sample: ShardSample;
+}
+
+/**
+ * The samples of a plan's reads, from read `from` on, in stream order. A shard that holds more or
+ * fewer samples than its count says is an error naming it.
+ */
+export async function* streamReads(shards: readonly Shard[], reads: StreamPlan['reads'], from: number): AsyncGenerator<StreamedSample> {
+  let slot = reads.slice(0, from).reduce((a, r) => a + r.take, 0);
+  for (const { shard, take } of reads.slice(from)) {
+    const { url, samples } = shards[shard];
+    let position = 0;
+    for await (const sample of shardSamples(url)) {
+      if (position === take) {
+        if (take < samples) break;
+        throw new Error(`shard ${url} holds more than the ${samples} samples its count says`);
+      }
+      yield { slot: slot + position, shard, position, sample };
+      position++;
+    }
+    if (position < take) throw new Error(`shard ${url} holds ${position} samples, but its count says ${samples}`);
+    slot += take;
+  }
+}
