@@ -1,118 +1,93 @@
 /**
- * 2-D convolution as GEMM: per image and group, the input patches are unfolded into a column matrix
- * [C/groups·R·S, OH·OW] (kept in a reused scratch array) and multiplied with the weights. A 1x1,
- * stride-1, unpadded convolution needs no unfolding: the image already is that matrix.
+ * 2-D convolution as GEMM, in WebAssembly: the kernels unfold input patches straight into the GEMM's
+ * packed panels (implicit im2col), so no column matrix is ever stored, except for the data gradient
+ * of strided convolutions. Operands are copied into the arena, results copied out.
  */
 import type { Conv2dGeometry } from '@residual/core';
-import { gemm, type MatRef } from './gemm.js';
-import type { CpuMemory } from './memory.js';
+import { GEOMETRY, type Wasm } from './wasm.js';
 
-type Mem = Pick<CpuMemory, 'scratch'>;
+/** Multiply-adds of a convolution (the same for its two gradients). */
+const macsOf = (g: Conv2dGeometry): number =>
+  g.batch * g.outChannels * (g.inChannels / g.groups) * g.kernelH * g.kernelW * g.outH * g.outW;
 
-/** The range [lo, hi) of output positions o whose input o·stride + shift falls inside [0, size). */
-const validRange = (shift: number, stride: number, size: number, outSize: number): [number, number] => {
-  const lo = Math.min(outSize, Math.max(0, Math.ceil(-shift / stride)));
-  const hi = Math.max(lo, Math.min(outSize, Math.ceil((size - shift) / stride)));
-  return [lo, hi];
-};
+/** Hands the geometry to the kernels, in the field order of assembly/kernels.ts. */
+const setGeometry = (wasm: Wasm, g: Conv2dGeometry): void =>
+  wasm.geometry([
+    g.batch, g.inChannels, g.inH, g.inW, g.outChannels, g.kernelH, g.kernelW, g.strideH, g.strideW,
+    g.padTop, g.padLeft, g.dilationH, g.dilationW, g.groups, g.outH, g.outW,
+  ]);
 
-/**
- * Moves one group of one image between x (at xOffset) and the column matrix: `unfold` writes every
- * column entry (zeros where the window hangs over the padding); otherwise columns are added back
- * into x (the transpose, for the data gradient).
- */
-const im2col = (x: Float32Array, xOffset: number, col: Float32Array, g: Conv2dGeometry, unfold: boolean): void => {
-  const { inH, inW, kernelH, kernelW, strideH, strideW, padTop, padLeft, dilationH, dilationW, outH, outW } = g;
-  const channels = g.inChannels / g.groups;
-  const plane = outH * outW;
-  let row = 0;
-  for (let c = 0; c < channels; c++) {
-    const xc = xOffset + c * inH * inW;
-    for (let r = 0; r < kernelH; r++) {
-      const shiftH = r * dilationH - padTop;
-      const [ohLo, ohHi] = validRange(shiftH, strideH, inH, outH);
-      for (let s = 0; s < kernelW; s++, row++) {
-        const shiftW = s * dilationW - padLeft;
-        const [owLo, owHi] = validRange(shiftW, strideW, inW, outW);
-        const base = row * plane;
-        if (unfold) {
-          col.fill(0, base, base + ohLo * outW);
-          col.fill(0, base + ohHi * outW, base + plane);
-        }
-        for (let oh = ohLo; oh < ohHi; oh++) {
-          const d = base + oh * outW;
-          const src = xc + (oh * strideH + shiftH) * inW + shiftW;
-          if (unfold) {
-            col.fill(0, d, d + owLo);
-            for (let ow = owLo; ow < owHi; ow++) col[d + ow] = x[src + ow * strideW];
-            col.fill(0, d + owHi, d + outW);
-          } else {
-            for (let ow = owLo; ow < owHi; ow++) x[src + ow * strideW] += col[d + ow];
-          }
-        }
-      }
-    }
-  }
-};
-
-const isPointwise = (g: Conv2dGeometry): boolean =>
-  g.kernelH === 1 && g.kernelW === 1 && g.strideH === 1 && g.strideW === 1 &&
-  g.padTop === 0 && g.padLeft === 0 && g.padBottom === 0 && g.padRight === 0;
-
-/** Sizes shared by the three kernels: per-group channels, patch length, output plane, offsets. */
-const dims = (g: Conv2dGeometry) => {
-  const cg = g.inChannels / g.groups;
-  const kg = g.outChannels / g.groups;
-  const patch = cg * g.kernelH * g.kernelW;
-  const plane = g.outH * g.outW;
-  return {
-    kg, patch, plane,
-    xAt: (n: number, grp: number) => (n * g.inChannels + grp * cg) * g.inH * g.inW,
-    yAt: (n: number, grp: number) => (n * g.outChannels + grp * kg) * plane,
-    wAt: (grp: number) => grp * kg * patch,
-  };
+/** Runs the forward kernel on (x, w) under geometry g, with `w` already at its address. */
+const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, wLength: number, write: (at: number) => void, y: Float32Array): void => {
+  const [px, pw, py, scratch] = wasm.reserve(x.length, wLength, y.length, wasm.threads * wasm.gemmScratch);
+  wasm.write(px, x);
+  write(pw);
+  setGeometry(wasm, g);
+  wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4], macsOf(g));
+  wasm.read(py, y);
 };
 
 /** y [N,K,OH,OW] = conv(x [N,C,H,W], w [K,C/groups,R,S]). */
-export const conv2d = (x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry, mem: Mem): void => {
-  const { kg, patch, plane, xAt, yAt, wAt } = dims(g);
-  const pointwise = isPointwise(g);
-  const col = pointwise ? x : mem.scratch('conv.col', patch * plane);
-  for (let n = 0; n < g.batch; n++) {
-    for (let grp = 0; grp < g.groups; grp++) {
-      if (!pointwise) im2col(x, xAt(n, grp), col, g, true);
-      const cols: MatRef = { data: col, offset: pointwise ? xAt(n, grp) : 0, rowStride: plane, colStride: 1 };
-      gemm(kg, plane, patch, { data: w, offset: wAt(grp), rowStride: patch, colStride: 1 }, cols, y, yAt(n, grp), false, mem);
-    }
-  }
+export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry): void => {
+  if (y.length > 0) forward(wasm, g, x, w.length, (at) => wasm.write(at, w), y);
 };
 
-/** dx [N,C,H,W] from dy [N,K,OH,OW] and w: wᵀ·dy per group, folded back onto the image. */
-export const conv2dBackwardData = (dy: Float32Array, w: Float32Array, dx: Float32Array, g: Conv2dGeometry, mem: Mem): void => {
-  const { kg, patch, plane, xAt, yAt, wAt } = dims(g);
-  const pointwise = isPointwise(g);
-  const col = pointwise ? dx : mem.scratch('conv.col', patch * plane);
-  if (!pointwise) dx.fill(0);
-  for (let n = 0; n < g.batch; n++) {
-    for (let grp = 0; grp < g.groups; grp++) {
-      const wt: MatRef = { data: w, offset: wAt(grp), rowStride: 1, colStride: patch };
-      gemm(patch, plane, kg, wt, { data: dy, offset: yAt(n, grp), rowStride: plane, colStride: 1 }, col, pointwise ? xAt(n, grp) : 0, false, mem);
-      if (!pointwise) im2col(dx, xAt(n, grp), col, g, false);
+/**
+ * w [K, C/g, R, S] as the weights of the transposed convolution: [C, K/g, R, S], each kernel turned
+ * by 180 degrees.
+ */
+const flipped = (w: Float32Array, g: Conv2dGeometry): Float32Array => {
+  const cg = g.inChannels / g.groups;
+  const kg = g.outChannels / g.groups;
+  const taps = g.kernelH * g.kernelW;
+  const out = new Float32Array(w.length);
+  for (let grp = 0; grp < g.groups; grp++) {
+    for (let k = 0; k < kg; k++) {
+      for (let c = 0; c < cg; c++) {
+        const src = ((grp * kg + k) * cg + c) * taps;
+        const dst = ((grp * cg + c) * kg + k) * taps + taps - 1;
+        for (let t = 0; t < taps; t++) out[dst - t] = w[src + t];
+      }
     }
   }
+  return out;
 };
 
-/** dw [K,C/groups,R,S] = Σ over images of dy·colsᵀ per group. */
-export const conv2dBackwardFilter = (x: Float32Array, dy: Float32Array, dw: Float32Array, g: Conv2dGeometry, mem: Mem): void => {
-  const { kg, patch, plane, xAt, yAt, wAt } = dims(g);
-  const pointwise = isPointwise(g);
-  const col = pointwise ? x : mem.scratch('conv.col', patch * plane);
-  dw.fill(0);
-  for (let n = 0; n < g.batch; n++) {
-    for (let grp = 0; grp < g.groups; grp++) {
-      if (!pointwise) im2col(x, xAt(n, grp), col, g, true);
-      const colsT: MatRef = { data: col, offset: pointwise ? xAt(n, grp) : 0, rowStride: 1, colStride: plane };
-      gemm(kg, patch, plane, { data: dy, offset: yAt(n, grp), rowStride: plane, colStride: 1 }, colsT, dw, wAt(grp), true, mem);
-    }
+/**
+ * dx [N,C,H,W] from dy [N,K,OH,OW] and w. At stride 1 this is a convolution of dy with the turned
+ * weights (padding dilation·(R-1) - pad), which runs as fast as the forward pass; strided
+ * convolutions multiply out each image's column matrix and fold it back.
+ */
+export const conv2dBackwardData = (wasm: Wasm, dy: Float32Array, w: Float32Array, dx: Float32Array, g: Conv2dGeometry): void => {
+  if (dx.length === 0) return;
+  if (g.strideH === 1 && g.strideW === 1) {
+    const t: Conv2dGeometry = {
+      ...g, inChannels: g.outChannels, inH: g.outH, inW: g.outW, outChannels: g.inChannels, outH: g.inH, outW: g.inW,
+      padTop: g.dilationH * (g.kernelH - 1) - g.padTop, padLeft: g.dilationW * (g.kernelW - 1) - g.padLeft,
+      padBottom: g.dilationH * (g.kernelH - 1) - g.padBottom, padRight: g.dilationW * (g.kernelW - 1) - g.padRight,
+    };
+    forward(wasm, t, dy, w.length, (at) => wasm.write(at, flipped(w, g)), dx);
+    return;
   }
+  const stride = wasm.gemmScratch + (g.inChannels / g.groups) * g.kernelH * g.kernelW * g.outH * g.outW;
+  const [pdy, pw, pdx, scratch] = wasm.reserve(dy.length, w.length, dx.length, wasm.threads * stride);
+  wasm.write(pdy, dy);
+  wasm.write(pw, w);
+  setGeometry(wasm, g);
+  wasm.run('conv2dBackwardData', [GEOMETRY, pdy, pw, pdx, scratch, stride * 4], macsOf(g));
+  wasm.read(pdx, dx);
+};
+
+/** dw [K,C/groups,R,S] = Σ over images of dy·colsᵀ: each thread sums its images, then the parts are added in order. */
+export const conv2dBackwardFilter = (wasm: Wasm, x: Float32Array, dy: Float32Array, dw: Float32Array, g: Conv2dGeometry): void => {
+  if (dw.length === 0) return;
+  const macs = macsOf(g);
+  const nt = wasm.threadsFor(macs);
+  const [px, pdy, pdw, parts, scratch] = wasm.reserve(x.length, dy.length, dw.length, wasm.threads * dw.length, wasm.threads * wasm.gemmScratch);
+  wasm.write(px, x);
+  wasm.write(pdy, dy);
+  setGeometry(wasm, g);
+  wasm.run('conv2dBackwardFilter', [GEOMETRY, px, pdy, parts, dw.length * 4, scratch, wasm.gemmScratch * 4], macs);
+  wasm.run('sumParts', [pdw, parts, dw.length, dw.length, nt], dw.length * nt);
+  wasm.read(pdw, dw);
 };

@@ -17,7 +17,13 @@ export const unary = (fn: UnaryFn, x: DataArray, out: DataArray): void => {
       if (out instanceof Int32Array) for (let i = 0; i < n; i++) out[i] = Math.imul(x[i], x[i]);
       else for (let i = 0; i < n; i++) out[i] = x[i] * x[i];
       break;
-    case 'relu': for (let i = 0; i < n; i++) out[i] = Math.max(x[i], 0); break;
+    // (v + |v|) / 2 is exact, keeps NaN and has no branch to mispredict on mixed signs (Math.max has one).
+    case 'relu':
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        out[i] = (v + Math.abs(v)) * 0.5;
+      }
+      break;
     case 'sigmoid':
       // exp of a non-positive argument only, so neither tail overflows.
       for (let i = 0; i < n; i++) {
@@ -55,18 +61,18 @@ const binaryRun = (
   }
 };
 
-/** One run of a comparison, writing 1 or 0. */
+/** One run of a comparison, writing 1 or 0; `+(boolean)` compiles without a branch, unlike `c ? 1 : 0`. */
 const compareRun = (
   fn: CompareFn, a: DataArray, ai: number, as: number, b: DataArray, bi: number, bs: number, out: DataArray, o: number, n: number,
 ): void => {
   const end = o + n;
   switch (fn) {
-    case 'eq': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] === b[bi] ? 1 : 0; break;
-    case 'ne': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] !== b[bi] ? 1 : 0; break;
-    case 'lt': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] < b[bi] ? 1 : 0; break;
-    case 'le': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] <= b[bi] ? 1 : 0; break;
-    case 'gt': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] > b[bi] ? 1 : 0; break;
-    case 'ge': for (; o < end; o++, ai += as, bi += bs) out[o] = a[ai] >= b[bi] ? 1 : 0; break;
+    case 'eq': for (; o < end; o++, ai += as, bi += bs) out[o] = +(a[ai] === b[bi]); break;
+    case 'ne': for (; o < end; o++, ai += as, bi += bs) out[o] = +(a[ai] !== b[bi]); break;
+    case 'lt': for (; o < end; o++, ai += as, bi += bs) out[o] = +(a[ai] < b[bi]); break;
+    case 'le': for (; o < end; o++, ai += as, bi += bs) out[o] = +(a[ai] <= b[bi]); break;
+    case 'gt': for (; o < end; o++, ai += as, bi += bs) out[o] = +(a[ai] > b[bi]); break;
+    case 'ge': for (; o < end; o++, ai += as, bi += bs) out[o] = +(a[ai] >= b[bi]); break;
     default: throw new Error(`cpu compare: unknown function '${fn as string}'`);
   }
 };

@@ -1,6 +1,6 @@
 /**
- * @residual/backend-cpu: every op of the residual op interface on the CPU, in plain TypeScript over
- * typed arrays. Kernels are functions of arrays, offsets and strides, ready to move into WebAssembly.
+ * @residual/backend-cpu: every op of the residual op interface on the CPU. Tensors are typed arrays;
+ * GEMM and convolutions run as WebAssembly SIMD kernels on all cores, the other ops in TypeScript.
  */
 import { philoxFill, sizeOf, type Backend, type DataArray, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
 import { conv2d, conv2dBackwardData, conv2dBackwardFilter } from './conv.js';
@@ -13,6 +13,7 @@ import { batchNormBackward, batchNormTrain, channelAffine } from './norm.js';
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dBackward } from './pool.js';
 import { argmax, reduce, topk } from './reduce.js';
 import { sgdUpdate } from './sgd.js';
+import { fmaSupported, Wasm } from './wasm.js';
 
 export type { CpuStorage } from './memory.js';
 
@@ -23,11 +24,44 @@ export interface CpuBackendOptions {
    * collector. Default: unlimited, which keeps a training loop (same sizes every step) allocation-free.
    */
   readonly maxPooledBytes?: number;
+  /**
+   * Threads that GEMM and convolutions are split over, this one included. Default: the
+   * `RESIDUAL_THREADS` environment variable, else 1 (long multi-threaded runs can still deadlock
+   * inside Node's Atomics.wait; see the README).
+   */
+  readonly threads?: number;
+  /**
+   * `false` forces the plain SIMD kernels where relaxed-SIMD fused multiply-add is available.
+   * Default: the `RESIDUAL_WASM_FMA` environment variable (`0` or `1`), else true.
+   */
+  readonly fma?: boolean;
 }
+
+const env = (name: string): string | undefined => (typeof process === 'undefined' ? undefined : process.env[name]);
+
+/** The thread count of the options or the environment, checked. */
+const threadsOf = (options: CpuBackendOptions): number => {
+  const raw = env('RESIDUAL_THREADS');
+  const [n, source] = options.threads !== undefined ? [options.threads, 'threads option'] : raw ? [Number(raw), 'RESIDUAL_THREADS'] : [1, ''];
+  if (!Number.isInteger(n) || n < 1) throw new Error(`cpu backend: ${source} must be a positive integer, got '${options.threads ?? raw}'`);
+  return n;
+};
+
+/** Whether to use the FMA kernels: asked for (option or environment) and supported. */
+const fmaOf = (options: CpuBackendOptions): boolean => {
+  const raw = env('RESIDUAL_WASM_FMA');
+  if (raw !== undefined && raw !== '0' && raw !== '1') throw new Error(`cpu backend: RESIDUAL_WASM_FMA must be 0 or 1, got '${raw}'`);
+  return (options.fma ?? raw !== '0') && fmaSupported();
+};
 
 /** Creates a CPU backend; register it with `setBackend(createCpuBackend())`. */
 export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuStorage> => {
   const mem = new CpuMemory(options.maxPooledBytes);
+  const threads = threadsOf(options);
+  const fma = fmaOf(options);
+  // The kernels' memory and threads, made on first use and dropped by dispose().
+  let instance: Wasm | null = null;
+  const wasm = (): Wasm => (instance ??= new Wasm({ threads, fma, onGrow: (bytes) => mem.holdWasm(bytes) }));
   const alloc = (spec: TensorSpec): CpuStorage => mem.alloc(spec.dtype, sizeOf(spec.shape));
   const f32 = (v: TensorView<CpuStorage>) => v.storage.data as Float32Array;
   const i32 = (v: TensorView<CpuStorage>) => v.storage.data as Int32Array;
@@ -55,28 +89,28 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
       topk(x.storage.data, x.shape, k, values.data, indices.data as Int32Array);
       return [values, indices];
     },
-    matmul: ({ a, b }, { transA, transB }, [o]) => one(o, (y) => matmul(f32(a), a.shape, transA, f32(b), b.shape, transB, y, o.shape, mem)),
-    conv2d: ({ x, w }, g, [o]) => one(o, (y) => conv2d(f32(x), f32(w), y, g, mem)),
-    conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(f32(dy), f32(w), dx, g, mem)),
-    conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(f32(x), f32(dy), dw, g, mem)),
+    matmul: ({ a, b }, { transA, transB }, [o]) => one(o, (y) => matmul(wasm(), f32(a), a.shape, transA, f32(b), b.shape, transB, y, o.shape)),
+    conv2d: ({ x, w }, g, [o]) => one(o, (y) => conv2d(wasm(), f32(x), f32(w), y, g)),
+    conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(wasm(), f32(dy), f32(w), dx, g)),
+    conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(wasm(), f32(x), f32(dy), dw, g)),
     maxPool2d: ({ x }, g, [o]) => one(o, (y) => maxPool2d(f32(x), y, g)),
     maxPool2dBackward: ({ dy, x }, g, [o]) => one(o, (dx) => maxPool2dBackward(f32(dy), f32(x), dx, g)),
     avgPool2d: ({ x }, g, [o]) => one(o, (y) => avgPool2d(f32(x), y, g)),
     avgPool2dBackward: ({ dy }, g, [o]) => one(o, (dx) => avgPool2dBackward(f32(dy), dx, g)),
     batchNormTrain: ({ x, gamma, beta }, { eps }, outs) => {
       const [y, mean, invstd] = outs.map(alloc);
-      batchNormTrain(f32(x), x.shape, f32(gamma), f32(beta), eps, y.data as Float32Array, mean.data as Float32Array, invstd.data as Float32Array);
+      batchNormTrain(wasm(), f32(x), x.shape, f32(gamma), f32(beta), eps, y.data as Float32Array, mean.data as Float32Array, invstd.data as Float32Array);
       return [y, mean, invstd];
     },
     batchNormBackward: ({ dy, x, gamma, mean, invstd }, _, outs) => {
       const [dx, dgamma, dbeta] = outs.map(alloc);
       batchNormBackward(
-        f32(dy), f32(x), x.shape, f32(gamma), f32(mean), f32(invstd),
+        wasm(), f32(dy), f32(x), x.shape, f32(gamma), f32(mean), f32(invstd),
         dx.data as Float32Array, dgamma.data as Float32Array, dbeta.data as Float32Array,
       );
       return [dx, dgamma, dbeta];
     },
-    channelAffine: ({ x, scale, shift }, _, [o]) => one(o, (y) => channelAffine(f32(x), x.shape, f32(scale), f32(shift), y)),
+    channelAffine: ({ x, scale, shift }, _, [o]) => one(o, (y) => channelAffine(wasm(), f32(x), x.shape, f32(scale), f32(shift), y)),
     softmaxCrossEntropy: ({ logits, labels }, { smoothing }, [o]) =>
       one(o, (loss) => softmaxCrossEntropy(f32(logits), i32(labels), logits.shape[1], smoothing, loss)),
     softmaxCrossEntropyBackward: ({ logits, labels, dloss }, { smoothing }, [o]) =>
@@ -103,14 +137,18 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
 
   return {
     name: 'cpu',
-    device: 'CPU (JavaScript, 1 thread)',
+    device: `CPU (WebAssembly SIMD${fma ? ' + FMA' : ''}, ${threads} thread${threads === 1 ? '' : 's'})`,
     upload: (data) => mem.upload(data),
     download: async (s, size, dtype) => read(s, size, dtype),
     readSync: read,
     free: (s) => mem.free(s),
     sync: async () => {},
     memory: () => mem.info(),
-    dispose: () => mem.clear(),
+    dispose: () => {
+      instance?.dispose();
+      instance = null;
+      mem.clear();
+    },
     kernels,
   };
 };

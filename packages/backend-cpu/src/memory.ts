@@ -1,7 +1,7 @@
 /**
- * CPU memory: storages drawn from a free-list pool keyed by (dtype, length), plus grow-only scratch
- * arrays (im2col columns, GEMM panels). A training loop allocates the same sizes every step, so after
- * the first step every allocation is a pool hit and the JS heap stays flat.
+ * CPU memory: storages drawn from a free-list pool keyed by (dtype, length), plus the grow-only
+ * WebAssembly memory the kernels work in. A training loop allocates the same sizes every step, so
+ * after the first step every allocation is a pool hit and memory stays flat.
  */
 import type { DataArray, DType, MemoryInfo } from '@residual/core';
 
@@ -17,14 +17,13 @@ const EMPTY = { f32: new Float32Array(0), i32: new Int32Array(0) } as const;
 
 const dtypeOf = (data: DataArray): DType => (data instanceof Float32Array ? 'f32' : 'i32');
 
-/** The pool and the scratch arrays of one backend, with the byte counts `memory()` reports. */
+/** The pool of one backend, with the byte counts `memory()` reports. */
 export class CpuMemory {
   readonly #free = { f32: new Map<number, Float32Array[]>(), i32: new Map<number, Int32Array[]>() };
-  readonly #scratch = new Map<string, Float32Array>();
   #liveBytes = 0;
   #liveBuffers = 0;
   #pooledBytes = 0;
-  #scratchBytes = 0;
+  #wasmBytes = 0;
   #peakBytes = 0;
 
   /** @param maxPooledBytes freed arrays beyond this many pooled bytes are dropped for the GC. */
@@ -65,21 +64,13 @@ export class CpuMemory {
     this.#pooledBytes += data.byteLength;
   }
 
-  /**
-   * A scratch array of at least `length` floats for the named use, kept between calls; contents are
-   * arbitrary and valid only until the next request for the same name.
-   */
-  scratch(name: string, length: number): Float32Array {
-    const have = this.#scratch.get(name);
-    if (have && have.length >= length) return have;
-    const next = new Float32Array(length);
-    this.#scratchBytes += next.byteLength - (have?.byteLength ?? 0);
-    this.#scratch.set(name, next);
+  /** Records the size of the kernels' WebAssembly memory, which counts as held. */
+  holdWasm(bytes: number): void {
+    this.#wasmBytes = bytes;
     this.#grew();
-    return next;
   }
 
-  /** The byte counts of `Backend.memory()`; scratch arrays count as held. */
+  /** The byte counts of `Backend.memory()`; the WebAssembly memory counts as held. */
   info(): MemoryInfo {
     return {
       liveBytes: this.#liveBytes,
@@ -89,17 +80,16 @@ export class CpuMemory {
     };
   }
 
-  /** Drops the pool and the scratch arrays (live storages stay valid). */
+  /** Drops the pool and forgets the WebAssembly memory (live storages stay valid). */
   clear(): void {
     this.#free.f32.clear();
     this.#free.i32.clear();
-    this.#scratch.clear();
     this.#pooledBytes = 0;
-    this.#scratchBytes = 0;
+    this.#wasmBytes = 0;
   }
 
   #held(): number {
-    return this.#liveBytes + this.#pooledBytes + this.#scratchBytes;
+    return this.#liveBytes + this.#pooledBytes + this.#wasmBytes;
   }
 
   #grew(): void {

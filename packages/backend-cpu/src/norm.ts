@@ -1,5 +1,9 @@
-/** Per-channel kernels over x [N, C, ...]: batch-norm training forward/backward and the affine map. */
+/**
+ * Per-channel kernels over x [N, C, ...] in WebAssembly (assembly/kernels.ts has the maths): batch-norm
+ * training forward/backward and the affine map. Sums are float64; threads split the channels.
+ */
 import type { Shape } from '@residual/core';
+import type { Wasm } from './wasm.js';
 
 /** N, C and the size of the trailing axes of an [N, C, ...] shape. */
 const layout = (shape: Shape) => {
@@ -7,77 +11,50 @@ const layout = (shape: Shape) => {
   return { n, c, inner: shape.slice(2).reduce((p, d) => p * d, 1) };
 };
 
-/**
- * y = (x - mean) · invstd · gamma + beta with batch statistics; invstd = 1/sqrt(biased var + eps).
- * Two passes in float64 (mean, then squared deviations), so large means do not cancel the variance.
- */
+/** Work units per element of these memory-bound kernels, against the multiply-adds that decide threading. */
+const PER_ELEMENT = 4;
+
+/** y = (x - mean)·invstd·gamma + beta with batch statistics; invstd = 1/sqrt(biased var + eps). */
 export const batchNormTrain = (
-  x: Float32Array, shape: Shape, gamma: Float32Array, beta: Float32Array, eps: number,
+  wasm: Wasm, x: Float32Array, shape: Shape, gamma: Float32Array, beta: Float32Array, eps: number,
   y: Float32Array, mean: Float32Array, invstd: Float32Array,
 ): void => {
   const { n, c, inner } = layout(shape);
-  const count = n * inner;
-  for (let ch = 0; ch < c; ch++) {
-    let s = 0;
-    for (let b = 0; b < n; b++) for (let i = (b * c + ch) * inner, end = i + inner; i < end; i++) s += x[i];
-    const mu = s / count;
-    let q = 0;
-    for (let b = 0; b < n; b++) {
-      for (let i = (b * c + ch) * inner, end = i + inner; i < end; i++) {
-        const d = x[i] - mu;
-        q += d * d;
-      }
-    }
-    const is = 1 / Math.sqrt(q / count + eps);
-    const scale = is * gamma[ch];
-    const shift = beta[ch] - mu * scale;
-    for (let b = 0; b < n; b++) for (let i = (b * c + ch) * inner, end = i + inner; i < end; i++) y[i] = x[i] * scale + shift;
-    mean[ch] = mu;
-    invstd[ch] = is;
-  }
+  const [px, py, pg, pb, pm, pi] = wasm.reserve(x.length, y.length, c, c, c, c);
+  wasm.write(px, x);
+  wasm.write(pg, gamma);
+  wasm.write(pb, beta);
+  wasm.run('batchNormTrain', [px, py, pg, pb, pm, pi, n, c, inner, eps], PER_ELEMENT * x.length);
+  wasm.read(py, y);
+  wasm.read(pm, mean);
+  wasm.read(pi, invstd);
 };
 
-/**
- * The batch-norm gradient in closed form, with x̂ = (x - mean)·invstd and M values per channel:
- * dbeta = Σ dy, dgamma = Σ dy·x̂, dx = gamma·invstd·(dy - dbeta/M - x̂·dgamma/M).
- */
+/** dbeta = Σ dy, dgamma = Σ dy·x̂, dx = gamma·invstd·(dy - dbeta/M - x̂·dgamma/M), x̂ = (x - mean)·invstd. */
 export const batchNormBackward = (
-  dy: Float32Array, x: Float32Array, shape: Shape, gamma: Float32Array, mean: Float32Array, invstd: Float32Array,
+  wasm: Wasm, dy: Float32Array, x: Float32Array, shape: Shape, gamma: Float32Array, mean: Float32Array, invstd: Float32Array,
   dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
 ): void => {
   const { n, c, inner } = layout(shape);
-  const count = n * inner;
-  for (let ch = 0; ch < c; ch++) {
-    const mu = mean[ch];
-    const is = invstd[ch];
-    let sdy = 0;
-    let sdyx = 0;
-    for (let b = 0; b < n; b++) {
-      for (let i = (b * c + ch) * inner, end = i + inner; i < end; i++) {
-        sdy += dy[i];
-        sdyx += dy[i] * (x[i] - mu);
-      }
-    }
-    const dg = sdyx * is;
-    const k = gamma[ch] * is;
-    const meanDy = sdy / count;
-    const xhatScale = (dg / count) * is;
-    for (let b = 0; b < n; b++) {
-      for (let i = (b * c + ch) * inner, end = i + inner; i < end; i++) dx[i] = k * (dy[i] - meanDy - (x[i] - mu) * xhatScale);
-    }
-    dgamma[ch] = dg;
-    dbeta[ch] = sdy;
-  }
+  const [pdy, px, pg, pm, pi, pdx, pdg, pdb] = wasm.reserve(dy.length, x.length, c, c, c, dx.length, c, c);
+  wasm.write(pdy, dy);
+  wasm.write(px, x);
+  wasm.write(pg, gamma);
+  wasm.write(pm, mean);
+  wasm.write(pi, invstd);
+  wasm.run('batchNormBackward', [pdy, px, pg, pm, pi, pdx, pdg, pdb, n, c, inner], PER_ELEMENT * x.length);
+  wasm.read(pdx, dx);
+  wasm.read(pdg, dgamma);
+  wasm.read(pdb, dbeta);
 };
 
 /** y = x · scale[c] + shift[c] along axis 1. */
-export const channelAffine = (x: Float32Array, shape: Shape, scale: Float32Array, shift: Float32Array, y: Float32Array): void => {
+export const channelAffine = (wasm: Wasm, x: Float32Array, shape: Shape, scale: Float32Array, shift: Float32Array, y: Float32Array): void => {
   const { n, c, inner } = layout(shape);
-  for (let b = 0; b < n; b++) {
-    for (let ch = 0; ch < c; ch++) {
-      const k = scale[ch];
-      const t = shift[ch];
-      for (let i = (b * c + ch) * inner, end = i + inner; i < end; i++) y[i] = x[i] * k + t;
-    }
-  }
+  const [px, ps, pt, py] = wasm.reserve(x.length, c, c, y.length);
+  wasm.write(px, x);
+  wasm.write(ps, scale);
+  wasm.write(pt, shift);
+  wasm.run('channelAffine', [px, ps, pt, py, n, c, inner], PER_ELEMENT * x.length);
+  wasm.read(py, y);
 };

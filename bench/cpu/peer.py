@@ -1,0 +1,131 @@
+"""PyTorch on the CPU as the peer of bench/cpu/run.mjs: one figure per call, printed as one JSON line.
+
+python3 peer.py --threads N --bench NAME [--batch B] [--size S] [--steps K]
+"""
+import argparse
+import json
+import sys
+import time
+
+try:
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+except ImportError:
+    print(json.dumps({"error": "PyTorch is not installed"}))
+    sys.exit(0)
+
+
+class Shortcut(nn.Module):
+    """Option A of the paper: subsample by 2 and zero-pad the new channels."""
+
+    def __init__(self, planes):
+        super().__init__()
+        self.pad = planes // 4
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, inplanes, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = Shortcut(planes) if stride != 1 or inplanes != planes else nn.Identity()
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """The 6n+2-layer CIFAR network of section 4.2 (16/32/64 filters, option A shortcuts)."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, inplanes = [], 16
+        for planes, stride in ((16, 1), (32, 2), (64, 2)):
+            blocks = []
+            for i in range(n):
+                blocks.append(BasicBlock(inplanes, planes, stride if i == 0 else 1))
+                inplanes = planes
+            layers.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = layers
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def train(depth, batch, steps):
+    model = CifarResNet((depth - 2) // 6)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(2):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - start), "images/s"
+
+
+def infer50(batch, steps):
+    import torchvision
+
+    model = torchvision.models.resnet50().eval()
+    x = torch.randn(batch, 3, 224, 224)
+    with torch.no_grad():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+    return batch * steps / (time.perf_counter() - start), "images/s"
+
+
+def gemm(size, steps):
+    a, b = torch.rand(size, size), torch.rand(size, size)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(steps):
+        torch.mm(a, b)
+    return 2 * size**3 * steps / (time.perf_counter() - start) / 1e9, "GFLOP/s"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--bench", choices=["train", "infer50", "gemm"], required=True)
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=3)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    if a.bench == "train":
+        value, unit = train(a.depth, a.batch, a.steps)
+    elif a.bench == "infer50":
+        value, unit = infer50(a.batch, a.steps)
+    else:
+        value, unit = gemm(a.size, a.steps)
+    print(json.dumps({"value": value, "unit": unit, "peer": f"PyTorch {torch.__version__}"}))
+
+
+main()

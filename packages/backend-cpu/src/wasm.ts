@@ -1,0 +1,255 @@
+/**
+ * The WebAssembly side of the backend: the kernels of assembly/kernels.ts instantiated on one shared
+ * WebAssembly.Memory, an arena in that memory for each op's operands and scratch, and a pool of
+ * worker threads that run a kernel's slices beside the calling thread, woken and joined with Atomics.
+ */
+import { FMA_WASM, SIMD_WASM } from './wasm.generated.js';
+
+// Node's modules, where there are any: worker threads need them, and Node 20 needs a V8 flag for FMA.
+const node = typeof process !== 'undefined' && process.versions?.node !== undefined
+  ? { v8: await import('node:v8'), threads: await import('node:worker_threads') }
+  : null;
+
+/** The part of the WebAssembly JS API used here: TypeScript declares it only in the DOM library. */
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: object) => { exports: unknown };
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory;
+}
+type WasmModule = { readonly kind: 'module' };
+interface WasmMemory {
+  readonly buffer: SharedArrayBuffer;
+  grow(pages: number): number;
+}
+const { WebAssembly } = globalThis as unknown as { WebAssembly: WasmApi };
+
+/** The kernels every thread can run; their last two parameters are (tid, nt). */
+const KERNELS = [
+  'matmul', 'conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'sumParts', 'batchNormTrain', 'batchNormBackward', 'channelAffine',
+] as const;
+/** A kernel of assembly/kernels.ts. */
+export type KernelName = (typeof KERNELS)[number];
+type Exports = Record<KernelName, (...args: number[]) => void> & { GEMM_SCRATCH: { value: number } };
+
+// Fixed addresses: control words (i32), kernel arguments (f64), a conv geometry (i32), then the arena.
+const CTRL = 1024;
+const [GEN, PENDING, KERNEL, ARGC, NT, READY, FAILED, QUIT] = [0, 1, 2, 3, 4, 5, 6, 7];
+const ARGS = CTRL + 64;
+const MAX_ARGS = 16;
+/** Where a conv kernel reads its geometry (16 i32, in the field order of assembly/kernels.ts). */
+export const GEOMETRY = 2048;
+const ARENA = 4096;
+const PAGE = 65536;
+const MAX_PAGES = 65536;
+/** Below this many multiply-adds an op runs on the calling thread alone: waking the pool costs more. */
+const PARALLEL_WORK = 1 << 20;
+
+const decode = (base64: string): Uint8Array => Uint8Array.from(atob(base64), (ch) => ch.charCodeAt(0));
+
+let fmaSupport: boolean | undefined;
+/** Whether relaxed SIMD validates here; Node 20 has it behind a V8 flag, which this sets if it must. */
+export const fmaSupported = (): boolean => {
+  if (fmaSupport === undefined) {
+    const bytes = decode(FMA_WASM);
+    fmaSupport = WebAssembly.validate(bytes);
+    if (!fmaSupport && node) {
+      node.v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+      fmaSupport = WebAssembly.validate(bytes);
+    }
+  }
+  return fmaSupport;
+};
+
+const compiled = new Map<boolean, WasmModule>();
+const moduleFor = (fma: boolean): WasmModule => {
+  let m = compiled.get(fma);
+  if (!m) compiled.set(fma, (m = new WebAssembly.Module(decode(fma ? FMA_WASM : SIMD_WASM))));
+  return m;
+};
+
+// A worker: instantiates the kernels on the shared memory, then runs its slice of every job it is woken for.
+// Waits time out and look again, so that no lost wake-up can stall the pool.
+const WAKE_MS = 20;
+const WORKER = `
+const { parentPort, workerData: { module, memory, names, tid, ctrl, args, maxArgs } } = require('node:worker_threads');
+const { exports } = new WebAssembly.Instance(module, { env: { memory } });
+const kernels = names.map((n) => exports[n]);
+const ctl = new Int32Array(memory.buffer, ctrl, 8);
+const argv = new Float64Array(memory.buffer, args, maxArgs);
+let gen = Atomics.load(ctl, ${GEN});
+Atomics.add(ctl, ${READY}, 1);
+parentPort.postMessage('ready');
+for (;;) {
+  if (Atomics.wait(ctl, ${GEN}, gen, ${WAKE_MS}) === 'timed-out' && Atomics.load(ctl, ${GEN}) === gen) continue;
+  gen = Atomics.load(ctl, ${GEN});
+  if (Atomics.load(ctl, ${QUIT})) break;
+  try {
+    kernels[ctl[${KERNEL}]](...argv.subarray(0, ctl[${ARGC}]), tid, ctl[${NT}]);
+  } catch {
+    Atomics.store(ctl, ${FAILED}, 1);
+  }
+  if (Atomics.sub(ctl, ${PENDING}, 1) === 1) Atomics.notify(ctl, ${PENDING});
+}
+`;
+
+/** Options of {@link Wasm}. */
+export interface WasmOptions {
+  /** Threads every large op is split over, the calling one included. */
+  readonly threads: number;
+  /** Use the relaxed-SIMD (FMA) kernels; the caller checked {@link fmaSupported}. */
+  readonly fma: boolean;
+  /** Told the memory's new size in bytes whenever it grows. */
+  readonly onGrow: (bytes: number) => void;
+}
+
+/** The kernels on one shared memory, with the worker threads that share it (started on first need). */
+export class Wasm {
+  readonly threads: number;
+  /** Floats of GEMM scratch each thread needs (packed panels). */
+  readonly gemmScratch: number;
+  readonly #module: WasmModule;
+  readonly #onGrow: (bytes: number) => void;
+  // The memory, the instance on it and views of its fixed addresses, all replaced when it must grow.
+  #memory!: WasmMemory;
+  #exports!: Exports;
+  #ctl!: Int32Array;
+  #args!: Float64Array;
+  #geometry!: Int32Array;
+  #heap!: Float32Array;
+  #workers: import('node:worker_threads').Worker[] | null = null;
+  #started: Promise<void> | null = null;
+
+  constructor({ threads, fma, onGrow }: WasmOptions) {
+    this.threads = threads;
+    this.#onGrow = onGrow;
+    this.#module = moduleFor(fma);
+    this.#instantiate(1);
+    this.gemmScratch = this.#exports.GEMM_SCRATCH.value / 4;
+  }
+
+  /**
+   * A fresh shared memory of `pages` and the kernels on it. Growing is done this way, never with
+   * memory.grow(): on Node 20 growing a shared memory while workers wait on it deadlocked. The
+   * workers of the old memory are stopped; the next parallel op starts new ones.
+   */
+  #instantiate(pages: number): void {
+    this.dispose();
+    this.#started = null;
+    this.#memory = new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
+    this.#exports = new WebAssembly.Instance(this.#module, { env: { memory: this.#memory } }).exports as unknown as Exports;
+    this.#ctl = new Int32Array(this.#memory.buffer, CTRL, 8);
+    this.#args = new Float64Array(this.#memory.buffer, ARGS, MAX_ARGS);
+    this.#geometry = new Int32Array(this.#memory.buffer, GEOMETRY, 16);
+    this.#heap = new Float32Array(this.#memory.buffer);
+    this.#onGrow(this.#heap.byteLength);
+  }
+
+  /**
+   * Lays out consecutive regions of the given numbers of floats in the arena (64-byte aligned, with
+   * slack after each so vector loads past an edge stay inside) and returns their byte addresses. The
+   * regions are valid until the next call.
+   */
+  reserve(...floats: number[]): number[] {
+    let end = ARENA;
+    const at = floats.map((n) => {
+      const start = end;
+      end += Math.ceil((n * 4 + 64) / 64) * 64;
+      return start;
+    });
+    const pages = Math.ceil(end / PAGE);
+    const have = this.#heap.byteLength / PAGE;
+    if (pages > MAX_PAGES) throw new Error(`cpu backend: an op needs ${end} bytes of WebAssembly memory, more than the 4 GiB it can address`);
+    // Half as much again, so that a run of growing ops restarts the workers only a few times.
+    if (pages > have) this.#instantiate(Math.min(MAX_PAGES, Math.max(pages, Math.ceil(have * 1.5))));
+    return at;
+  }
+
+  /** Copies `data` to byte address `ptr`. */
+  write(ptr: number, data: Float32Array): void {
+    this.#heap.set(data, ptr >> 2);
+  }
+
+  /** Copies `out.length` floats from byte address `ptr` into `out`. */
+  read(ptr: number, out: Float32Array): void {
+    out.set(this.#heap.subarray(ptr >> 2, (ptr >> 2) + out.length));
+  }
+
+  /** Writes a conv geometry (16 i32) where the conv kernels read it. */
+  geometry(values: readonly number[]): void {
+    this.#geometry.set(values);
+  }
+
+  /** The threads an op of `work` multiply-adds is split over. */
+  threadsFor(work: number): number {
+    return work >= PARALLEL_WORK ? this.threads : 1;
+  }
+
+  /**
+   * Runs `kernel(...args, tid, nt)` for every tid: on all threads when the op has `work` multiply-adds
+   * or more than PARALLEL_WORK, else on this one. The slices depend only on nt, so until the workers
+   * are up this thread runs them all, with the same result.
+   */
+  run(kernel: KernelName, args: readonly number[], work: number): void {
+    const nt = this.threadsFor(work);
+    const fn = this.#exports[kernel];
+    if (nt === 1 || !this.#ready()) {
+      for (let tid = 0; tid < nt; tid++) fn(...args, tid, nt);
+      return;
+    }
+    const ctl = this.#ctl;
+    this.#args.set(args);
+    ctl[KERNEL] = KERNELS.indexOf(kernel);
+    ctl[ARGC] = args.length;
+    ctl[NT] = nt;
+    Atomics.store(ctl, PENDING, nt - 1);
+    Atomics.add(ctl, GEN, 1);
+    Atomics.notify(ctl, GEN);
+    try {
+      fn(...args, 0, nt);
+    } finally {
+      for (let left = Atomics.load(ctl, PENDING); left !== 0; left = Atomics.load(ctl, PENDING)) Atomics.wait(ctl, PENDING, left, WAKE_MS);
+    }
+    if (Atomics.exchange(ctl, FAILED, 0)) throw new Error(`cpu backend: kernel '${kernel}' failed in a worker thread`);
+  }
+
+  /**
+   * Starts the worker threads (once) and resolves when all are up. Ops do not wait for it: until
+   * then the calling thread runs every slice itself.
+   */
+  start(): Promise<void> {
+    if (this.#started) return this.#started;
+    if (!node || this.threads < 2) return (this.#started = Promise.resolve());
+    const { Worker } = node.threads;
+    const shared = { module: this.#module, memory: this.#memory, names: KERNELS, ctrl: CTRL, args: ARGS, maxArgs: MAX_ARGS };
+    this.#workers = Array.from({ length: this.threads - 1 }, (_, i) => {
+      const w = new Worker(WORKER, { eval: true, workerData: { ...shared, tid: i + 1 } });
+      w.unref();
+      return w;
+    });
+    return (this.#started = Promise.all(
+      this.#workers.map((w) => new Promise<void>((resolve, reject) => {
+        w.once('message', () => resolve());
+        w.once('error', reject);
+      })),
+    ).then(() => undefined));
+  }
+
+  /** Whether the workers are all up; starts them the first time it is asked. */
+  #ready(): boolean {
+    if (!this.#started) {
+      this.start().catch((e: Error) => process.emitWarning(`cpu backend: worker threads failed to start (${e.message}); running on one thread`));
+    }
+    return this.#workers !== null && Atomics.load(this.#ctl, READY) === this.threads - 1;
+  }
+
+  /** Stops the workers; the kernels keep working on this thread alone. */
+  dispose(): void {
+    if (!this.#workers) return;
+    Atomics.store(this.#ctl, QUIT, 1);
+    Atomics.add(this.#ctl, GEN, 1);
+    Atomics.notify(this.#ctl, GEN);
+    for (const w of this.#workers) void w.terminate();
+    this.#workers = null;
+  }
+}
