@@ -22,6 +22,8 @@ export interface Backend<S = unknown> {
   readonly name: string;
   /** Human description of the device, e.g. the adapter name. */
   readonly device: string;
+  /** True when the device is emulated on the CPU (lavapipe, SwiftShader): `auto` prefers the CPU backend then. */
+  readonly software?: boolean;
   /** Copies host data into a new storage. */
   upload(data: DataArray): S;
   /** Reads a storage back (size elements of dtype). */

@@ -64,10 +64,15 @@ export const useBackend = async (
   const env = typeof process !== 'undefined' ? process.env.RESIDUAL_BACKEND : undefined;
   const chosen = name ? parseName(name, 'useBackend') : env ? parseName(env, 'RESIDUAL_BACKEND') : 'auto';
   if (chosen !== 'auto') return setBackend(await (await importer(BACKEND_PACKAGES[chosen])).createBackend());
+  let reason: string;
   try {
-    return setBackend(await (await importer(BACKEND_PACKAGES.webgpu)).createBackend());
+    const gpu = await (await importer(BACKEND_PACKAGES.webgpu)).createBackend();
+    if (!gpu.software) return setBackend(gpu);
+    reason = `the WebGPU adapter is a software renderer (${gpu.device})`;
+    gpu.dispose();
   } catch (e) {
-    if (!quiet) console.error(`residual: WebGPU unavailable (${(e as Error).message.split('\n')[0]}); using the CPU backend`);
-    return setBackend(await (await importer(BACKEND_PACKAGES.cpu)).createBackend());
+    reason = `WebGPU unavailable (${(e as Error).message.split('\n')[0]})`;
   }
+  if (!quiet) console.error(`residual: ${reason}; using the CPU backend`);
+  return setBackend(await (await importer(BACKEND_PACKAGES.cpu)).createBackend());
 };
