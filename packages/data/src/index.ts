@@ -29,3 +29,4 @@ export { shardSamples, type Shard, type ShardManifest, type ShardSample } from '
 export { makeShards, type MakeShardsOptions } from './make-shards.js';
 export { CIFAR_ARCHIVES, downloadCifar, type DownloadOptions, type DownloadResult } from './download.js';
 export { computeStats, type Stats, type StatsOptions } from './stats.js';
+export { keyedRandom, permutation, randInt, type Rand } from './random.js';

@@ -20,27 +20,38 @@ export interface CurvePoint {
   error: number;
 }
 
-/** Reads a run folder's epoch lines as error points (error = 1 - accuracy, in percent). */
-export const readCurves = async (dir: string, name = basename(resolve(dir))): Promise<CurvePoint[]> => {
+/**
+ * Reads a run folder's metrics as error points (error = 1 - accuracy, in percent): the training curve
+ * from the per-step lines (a running mean over the last `window` of them, as batches are noisy), or from
+ * the epoch lines when there are none; the test curve from the epoch lines' validation accuracy.
+ */
+export const readCurves = async (dir: string, name = basename(resolve(dir)), window = 5): Promise<CurvePoint[]> => {
   const path = join(dir, 'metrics.jsonl');
   const text = await readFile(path, 'utf8').catch(() => {
     throw new UsageError(`${path}: cannot read; is ${dir} a run folder of residual train?`);
   });
-  const points: CurvePoint[] = [];
+  const lines: Record<string, unknown>[] = [];
   text.split('\n').forEach((line, i) => {
     if (!line.trim()) return;
-    let m: Record<string, unknown>;
     try {
-      m = JSON.parse(line);
+      lines.push(JSON.parse(line));
     } catch {
       throw new UsageError(`${path}:${i + 1}: not a JSON line`);
     }
-    if (m.type !== 'epoch') return;
-    const base = { run: name, iteration: Number(m.step), epoch: Number(m.epoch) };
-    if (typeof m.trainAccuracy === 'number') points.push({ ...base, split: 'train', error: 100 * (1 - m.trainAccuracy) });
-    if (typeof m.valAccuracy === 'number') points.push({ ...base, split: 'test', error: 100 * (1 - m.valAccuracy) });
   });
-  if (points.length === 0) throw new UsageError(`${path}: no epoch lines yet`);
+  const points: CurvePoint[] = [];
+  const steps = lines.filter((m) => m.type === 'step' && typeof m.accuracy === 'number');
+  steps.forEach((m, i) => {
+    const recent = steps.slice(Math.max(0, i - window + 1), i + 1);
+    const accuracy = recent.reduce((a, r) => a + (r.accuracy as number), 0) / recent.length;
+    points.push({ run: name, split: 'train', iteration: Number(m.step), epoch: Number(m.epoch), error: 100 * (1 - accuracy) });
+  });
+  for (const m of lines.filter((l) => l.type === 'epoch')) {
+    const base = { run: name, iteration: Number(m.step), epoch: Number(m.epoch) };
+    if (!steps.length && typeof m.trainAccuracy === 'number') points.push({ ...base, split: 'train', error: 100 * (1 - m.trainAccuracy) });
+    if (typeof m.valAccuracy === 'number') points.push({ ...base, split: 'test', error: 100 * (1 - m.valAccuracy) });
+  }
+  if (points.length === 0) throw new UsageError(`${path}: no metrics yet`);
   return points;
 };
 

@@ -82,7 +82,7 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
   const backend = await selectBackend(o.backend);
   manualSeed(o.seed);
   let recipe = recipeFor(o);
-  const source = await openData(o.data, { valSplit: o.valSplit || undefined, trainSubset: o.trainSubset });
+  const source = await openData(o.data, { valSplit: o.valSplit || undefined, trainSubset: o.trainSubset, seed: o.seed });
   const model = createModel(o.model, { numClasses: source.classes.length });
   const checkpoint = o.resume ? await loadCheckpoint(o.resume, model.parameters().length) : null;
   if (o.resume && !checkpoint) info(`no checkpoint in ${o.resume} yet (${CHECKPOINT_FILE}); starting from scratch`);
