@@ -18,9 +18,9 @@ const publicDir = join(root, 'pages/public/generated');
 const partial = join(root, 'pages/_generated/run.md');
 
 /** The run, as the page prints it (`residual` is `node apps/cli/dist/main.js`). */
-const TRAIN = ['train', '--backend', 'cpu', '--model', 'resnet20', '--data', 'builtin:shapes', '--recipe', 'quick', '--iterations', '200', '--batch-size', '32', '--seed', '1', '--log-every', '20'];
+const TRAIN = ['train', '--backend', 'cpu', '--model', 'resnet20', '--data', 'builtin:shapes', '--recipe', 'quick', '--iterations', '320', '--batch-size', '32', '--seed', '1', '--log-every', '20'];
 const FIGURE = 'shapes-resnet20.svg';
-const TITLE = 'ResNet-20 on builtin:shapes, 200 steps of 32';
+const TITLE = 'ResNet-20 on builtin:shapes, 320 steps of 32';
 
 const residual = (args) => execFileSync(process.execPath, [cli, ...args], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 
