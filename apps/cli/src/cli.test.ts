@@ -11,6 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setBackend } from '@residual/core';
 import { loadTensors, saveTensors, openSafetensors } from '@residual/core/node';
 import { createCpuBackend } from '@residual/backend-cpu';
+import { isWebGpuAvailable } from '@residual/backend-webgpu';
 import { createModel, goldenInput, goldenStateDict } from '@residual/resnet';
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
@@ -51,15 +52,21 @@ beforeAll(() => {
   if (!existsSync(MAIN)) throw new Error(`build the CLI first (pnpm build): ${MAIN} is missing`);
 });
 
-describe('predict --tensor reproduces torchvision logits on the CPU backend', () => {
-  it.each(['resnet20', 'resnet18'])('%s', async (name) => {
+const webgpu = await isWebGpuAvailable();
+if (!webgpu && process.env.RESIDUAL_REQUIRE_WEBGPU === '1') throw new Error('RESIDUAL_REQUIRE_WEBGPU=1 but no WebGPU adapter was found');
+
+describe.each([
+  ['cpu', true],
+  ['webgpu', webgpu],
+] as const)('predict --tensor reproduces torchvision logits on the %s backend', (backend, available) => {
+  it.skipIf(!available).each(['resnet20', 'resnet18'])('%s', async (name) => {
     const golden = JSON.parse(readFileSync(join(GOLDEN, `${name}.json`), 'utf8'));
     setBackend(createCpuBackend());
     const dir = mkdtempSync(join(tmpdir(), 'residual-predict-'));
     const model = createModel(name);
     await saveTensors(join(dir, 'w.safetensors'), goldenStateDict(model), { format: 'pt' });
     await saveTensors(join(dir, 'in.safetensors'), { input: goldenInput(golden.inputShape) });
-    const r = json(['predict', '--model', name, '--weights', join(dir, 'w.safetensors'), '--tensor', join(dir, 'in.safetensors'), '--output', join(dir, 'out.safetensors'), '--backend', 'cpu']);
+    const r = json(['predict', '--model', name, '--weights', join(dir, 'w.safetensors'), '--tensor', join(dir, 'in.safetensors'), '--output', join(dir, 'out.safetensors'), '--backend', backend]);
     expect(r.shape).toEqual(golden.shape);
     const out = await loadTensors(join(dir, 'out.safetensors'));
     const got = await out.get('logits')!.data();
