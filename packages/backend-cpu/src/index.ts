@@ -13,7 +13,7 @@ import { batchNormBackward, batchNormTrain, channelAffine } from './norm.js';
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dBackward } from './pool.js';
 import { argmax, reduce, topk } from './reduce.js';
 import { sgdUpdate } from './sgd.js';
-import { fmaSupported, Wasm } from './wasm.js';
+import { defaultThreads, fmaSupported, Wasm } from './wasm.js';
 
 export type { CpuStorage } from './memory.js';
 
@@ -25,9 +25,8 @@ export interface CpuBackendOptions {
    */
   readonly maxPooledBytes?: number;
   /**
-   * Threads that GEMM and convolutions are split over, this one included. Default: the
-   * `RESIDUAL_THREADS` environment variable, else 1 (long multi-threaded runs can still deadlock
-   * inside Node's Atomics.wait; see the README).
+   * Threads that GEMM, convolutions and batch-norm are split over, this one included. Default: the
+   * `RESIDUAL_THREADS` environment variable, else every core (`os.availableParallelism()`).
    */
   readonly threads?: number;
   /**
@@ -42,7 +41,7 @@ const env = (name: string): string | undefined => (typeof process === 'undefined
 /** The thread count of the options or the environment, checked. */
 const threadsOf = (options: CpuBackendOptions): number => {
   const raw = env('RESIDUAL_THREADS');
-  const [n, source] = options.threads !== undefined ? [options.threads, 'threads option'] : raw ? [Number(raw), 'RESIDUAL_THREADS'] : [1, ''];
+  const [n, source] = options.threads !== undefined ? [options.threads, 'threads option'] : raw ? [Number(raw), 'RESIDUAL_THREADS'] : [defaultThreads(), ''];
   if (!Number.isInteger(n) || n < 1) throw new Error(`cpu backend: ${source} must be a positive integer, got '${options.threads ?? raw}'`);
   return n;
 };

@@ -63,6 +63,43 @@ describe('worker threads', () => {
     });
   }
 
+  it('runs each job once when its wake-up comes late, as the memory grows (the race that hung long runs)', async () => {
+    // The OS can pause the calling thread between publishing a job and notifying the workers: a worker
+    // that found the job meanwhile has run it and sleeps again when the notify arrives. Force that
+    // order by holding each notify until the job is done (or 100 ms passed). A worker that ran the job
+    // again would leave PENDING (ctl[1] in wasm.ts) at -1 and hang the caller: undo that and count it.
+    const wasm = make(2);
+    await wasm.start();
+    const notify = Atomics.notify;
+    let reruns = 0;
+    Atomics.notify = ((ctl: Int32Array, index: number, count?: number) => {
+      const pending = () => Atomics.load(ctl, 1);
+      for (const t = performance.now(); pending() > 0 && performance.now() - t < 100;);
+      const woken = notify(ctl, index, count);
+      for (const t = performance.now(); pending() === 0 && performance.now() - t < 50;);
+      if (pending() < 0) {
+        reruns++;
+        Atomics.store(ctl, 1, 0);
+      }
+      return woken;
+    }) as typeof Atomics.notify;
+    try {
+      // Each size needs more memory than the last: the workers keep running on the grown memory.
+      for (const m of [128, 256, 512]) {
+        const a = rand(m * 64, 6);
+        const b = rand(64 * 256, 7);
+        const [c1, c2] = [new Float32Array(m * 256), new Float32Array(m * 256)];
+        matmul(single, a, [m, 64], false, b, [64, 256], false, c1, [m, 256]);
+        matmul(wasm, a, [m, 64], false, b, [64, 256], false, c2, [m, 256]);
+        expect(c2).toEqual(c1);
+      }
+    } finally {
+      Atomics.notify = notify;
+      wasm.dispose();
+    }
+    expect(reruns).toBe(0);
+  });
+
   it('matmul splits rows or columns over the threads with the results of one', () => {
     for (const [m, n, k] of [[300, 100, 64], [70, 400, 50]]) {
       const a = rand(m * k, 4);

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCpuBackend } from './index.js';
@@ -22,6 +23,8 @@ describe('WebAssembly kernels and their options', () => {
     process.env.RESIDUAL_WASM_FMA = '0';
     expect(createCpuBackend().device).toBe('CPU (WebAssembly SIMD, 3 threads)');
     expect(createCpuBackend({ threads: 1, fma: true }).device).toBe(`CPU (WebAssembly SIMD${fmaSupported() ? ' + FMA' : ''}, 1 thread)`);
+    delete process.env.RESIDUAL_THREADS;
+    expect(createCpuBackend().device).toMatch(new RegExp(`, ${availableParallelism()} threads?\\)$`));
   });
 
   it('names the setting at fault', () => {

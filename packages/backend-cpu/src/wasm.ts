@@ -7,8 +7,11 @@ import { FMA_WASM, SIMD_WASM } from './wasm.generated.js';
 
 // Node's modules, where there are any: worker threads need them, and Node 20 needs a V8 flag for FMA.
 const node = typeof process !== 'undefined' && process.versions?.node !== undefined
-  ? { v8: await import('node:v8'), threads: await import('node:worker_threads') }
+  ? { os: await import('node:os'), v8: await import('node:v8'), threads: await import('node:worker_threads') }
   : null;
+
+/** The default thread count: every core under Node; 1 elsewhere, where there are no worker threads. */
+export const defaultThreads = (): number => node?.os.availableParallelism() ?? 1;
 
 /** The part of the WebAssembly JS API used here: TypeScript declares it only in the DOM library. */
 interface WasmApi {
@@ -68,9 +71,10 @@ const moduleFor = (fma: boolean): WasmModule => {
   return m;
 };
 
-// A worker: instantiates the kernels on the shared memory, then runs its slice of every job it is woken for.
-// Waits time out and look again, so that no lost wake-up can stall the pool.
-const WAKE_MS = 20;
+// A worker: instantiates the kernels on the shared memory, then runs its slice of each new generation.
+// A wake-up alone is no job: the caller publishes a job (GEN + 1) before it notifies, so a worker that
+// saw the new GEN unwoken may have run the job and gone back to sleep when that notify arrives. Running
+// again on it took a second share of PENDING (-1), and the caller then waited forever.
 const WORKER = `
 const { parentPort, workerData: { module, memory, names, tid, ctrl, args, maxArgs } } = require('node:worker_threads');
 const { exports } = new WebAssembly.Instance(module, { env: { memory } });
@@ -81,8 +85,10 @@ let gen = Atomics.load(ctl, ${GEN});
 Atomics.add(ctl, ${READY}, 1);
 parentPort.postMessage('ready');
 for (;;) {
-  if (Atomics.wait(ctl, ${GEN}, gen, ${WAKE_MS}) === 'timed-out' && Atomics.load(ctl, ${GEN}) === gen) continue;
-  gen = Atomics.load(ctl, ${GEN});
+  Atomics.wait(ctl, ${GEN}, gen);
+  const next = Atomics.load(ctl, ${GEN});
+  if (next === gen) continue;
+  gen = next;
   if (Atomics.load(ctl, ${QUIT})) break;
   try {
     kernels[ctl[${KERNEL}]](...argv.subarray(0, ctl[${ARGC}]), tid, ctl[${NT}]);
@@ -110,13 +116,14 @@ export class Wasm {
   readonly gemmScratch: number;
   readonly #module: WasmModule;
   readonly #onGrow: (bytes: number) => void;
-  // The memory, the instance on it and views of its fixed addresses, all replaced when it must grow.
-  #memory!: WasmMemory;
-  #exports!: Exports;
-  #ctl!: Int32Array;
-  #args!: Float64Array;
-  #geometry!: Int32Array;
-  #heap!: Float32Array;
+  readonly #memory: WasmMemory;
+  readonly #exports: Exports;
+  // Views of the fixed addresses stay valid as the memory grows (a shared memory never moves)...
+  readonly #ctl: Int32Array;
+  readonly #args: Float64Array;
+  readonly #geometry: Int32Array;
+  // ...but a view of the whole memory has to be made anew.
+  #heap: Float32Array;
   #workers: import('node:worker_threads').Worker[] | null = null;
   #started: Promise<void> | null = null;
 
@@ -124,25 +131,15 @@ export class Wasm {
     this.threads = threads;
     this.#onGrow = onGrow;
     this.#module = moduleFor(fma);
-    this.#instantiate(1);
-    this.gemmScratch = this.#exports.GEMM_SCRATCH.value / 4;
-  }
-
-  /**
-   * A fresh shared memory of `pages` and the kernels on it. Growing is done this way, never with
-   * memory.grow(): on Node 20 growing a shared memory while workers wait on it deadlocked. The
-   * workers of the old memory are stopped; the next parallel op starts new ones.
-   */
-  #instantiate(pages: number): void {
-    this.dispose();
-    this.#started = null;
-    this.#memory = new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
+    this.#memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     this.#exports = new WebAssembly.Instance(this.#module, { env: { memory: this.#memory } }).exports as unknown as Exports;
-    this.#ctl = new Int32Array(this.#memory.buffer, CTRL, 8);
-    this.#args = new Float64Array(this.#memory.buffer, ARGS, MAX_ARGS);
-    this.#geometry = new Int32Array(this.#memory.buffer, GEOMETRY, 16);
-    this.#heap = new Float32Array(this.#memory.buffer);
-    this.#onGrow(this.#heap.byteLength);
+    this.gemmScratch = this.#exports.GEMM_SCRATCH.value / 4;
+    const buffer = this.#memory.buffer;
+    this.#ctl = new Int32Array(buffer, CTRL, 8);
+    this.#args = new Float64Array(buffer, ARGS, MAX_ARGS);
+    this.#geometry = new Int32Array(buffer, GEOMETRY, 16);
+    this.#heap = new Float32Array(buffer);
+    onGrow(buffer.byteLength);
   }
 
   /**
@@ -160,8 +157,11 @@ export class Wasm {
     const pages = Math.ceil(end / PAGE);
     const have = this.#heap.byteLength / PAGE;
     if (pages > MAX_PAGES) throw new Error(`cpu backend: an op needs ${end} bytes of WebAssembly memory, more than the 4 GiB it can address`);
-    // Half as much again, so that a run of growing ops restarts the workers only a few times.
-    if (pages > have) this.#instantiate(Math.min(MAX_PAGES, Math.max(pages, Math.ceil(have * 1.5))));
+    if (pages > have) {
+      this.#memory.grow(pages - have);
+      this.#heap = new Float32Array(this.#memory.buffer);
+      this.#onGrow(this.#heap.byteLength);
+    }
     return at;
   }
 
@@ -208,7 +208,7 @@ export class Wasm {
     try {
       fn(...args, 0, nt);
     } finally {
-      for (let left = Atomics.load(ctl, PENDING); left !== 0; left = Atomics.load(ctl, PENDING)) Atomics.wait(ctl, PENDING, left, WAKE_MS);
+      for (let left = Atomics.load(ctl, PENDING); left !== 0; left = Atomics.load(ctl, PENDING)) Atomics.wait(ctl, PENDING, left);
     }
     if (Atomics.exchange(ctl, FAILED, 0)) throw new Error(`cpu backend: kernel '${kernel}' failed in a worker thread`);
   }
