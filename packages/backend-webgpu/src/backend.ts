@@ -2,6 +2,7 @@
 import type { Backend, DataArray, DType } from '@residual/core';
 import { requestGpu } from './gpu.js';
 import { makeKernels } from './kernels.js';
+import type { GemmKernel } from './programs/gemm.js';
 import { Runtime, type GpuStorage, type RuntimeCounters, type RuntimeOptions } from './runtime.js';
 
 /** Options of {@link createWebGpuBackend}. */
@@ -16,6 +17,8 @@ export interface WebGpuBackendOptions extends RuntimeOptions {
 export interface WebGpuBackend extends Backend<GpuStorage> {
   /** Submits, pipelines built and GPU buffers created so far (for tests and benchmarks). */
   counters(): RuntimeCounters;
+  /** The GEMM kernel behind matmul and the convolutions on this device. */
+  readonly gemmKernel: GemmKernel;
 }
 
 /**
@@ -37,6 +40,7 @@ export const createWebGpuBackend = async (options: WebGpuBackendOptions = {}): P
     memory: () => rt.memory(),
     dispose: () => rt.dispose(),
     counters: () => rt.counters(),
+    gemmKernel: rt.gemmKernel,
     kernels: makeKernels(rt),
   };
 };

@@ -43,7 +43,10 @@ export const findGpu = async (flags: readonly string[] = []): Promise<GPU> => {
   return gpu;
 };
 
-/** Requests an adapter and a device with the adapter's own limits (not WebGPU's low defaults). */
+/**
+ * Requests an adapter and a device with the adapter's own limits (not WebGPU's low defaults), and
+ * subgroups where the adapter has them (the GEMM kernel for CPU drivers uses them).
+ */
 export const requestGpu = async (powerPreference: GPUPowerPreference = 'high-performance', flags: readonly string[] = []): Promise<GpuHandle> => {
   const gpu = await findGpu(flags);
   // Dawn throws (listing what it found) where browsers resolve null.
@@ -56,7 +59,8 @@ export const requestGpu = async (powerPreference: GPUPowerPreference = 'high-per
     'maxBufferSize', 'maxStorageBufferBindingSize', 'maxComputeWorkgroupsPerDimension', 'maxComputeInvocationsPerWorkgroup',
     'maxComputeWorkgroupSizeX', 'maxComputeWorkgroupStorageSize', 'maxStorageBuffersPerShaderStage',
   ] as const) requiredLimits[key] = adapter.limits[key];
-  const device = await adapter.requestDevice({ requiredLimits });
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has('subgroups') ? ['subgroups'] : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   return { gpu, adapter, device };
 };
 

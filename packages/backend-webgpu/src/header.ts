@@ -7,10 +7,10 @@
 /** Scalar types a binding or a uniform field can hold. */
 export type WgslScalar = 'f32' | 'i32' | 'u32';
 
-/** A storage buffer a program reads (inputs) or writes (outputs, bound read-write). */
+/** A storage buffer a program reads (inputs) or writes (outputs, bound read-write); vec4 for 16-byte loads. */
 export interface BufferDecl {
   readonly name: string;
-  readonly type: WgslScalar;
+  readonly type: WgslScalar | 'vec4<f32>';
 }
 
 /** One uniform value, or an array of them (arrays are read through a generated accessor `name(i)`). */
@@ -36,6 +36,8 @@ export interface Program {
   readonly scalar?: WgslScalar;
   /** Emit `groupSum(v, lid)` / `groupMax(v, lid)`: f32 reductions across the workgroup. */
   readonly groupReductions?: boolean;
+  /** Enable WGSL subgroups (the device must have the feature); the private `lane` holds the subgroup invocation id. */
+  readonly subgroups?: boolean;
   /** WGSL defining `fn run(group: u32, lid: u32)` and anything it needs. */
   code(): string;
 }
@@ -161,6 +163,7 @@ export const shaderSource = (p: Program): string => {
   const shape = p.uniforms.find((f) => f.name === 'shape');
   const hasStrides = p.uniforms.some((f) => f.name === 'strides');
   return [
+    p.subgroups ? 'enable subgroups;\nvar<private> lane: u32;' : '',
     `const WG = ${p.workgroupSize}u;`,
     uniformStruct(p),
     bindings(p),
@@ -168,9 +171,11 @@ export const shaderSource = (p: Program): string => {
     shape && hasStrides ? stridedHelper((shape.value as readonly number[]).length) : '',
     p.groupReductions ? groupReductionHelpers : '',
     `@compute @workgroup_size(${p.workgroupSize})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${
+      p.subgroups ? ', @builtin(subgroup_invocation_id) sid: u32' : ''
+    }) {
   let group = wid.x + wid.y * nwg.x;
-  if (group >= u.groups) { return; }
+  if (group >= u.groups) { return; }${p.subgroups ? '\n  lane = sid;' : ''}
   run(group, lid);
 }`,
     p.code(),

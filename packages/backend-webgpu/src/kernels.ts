@@ -86,29 +86,29 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
     },
     matmul: ({ a, b }, { transA, transB }, [o]) => {
       const y = alloc(o, 'matmul');
-      rt.run('matmul', matmulProgram(a.shape, b.shape, transA, transB, o.shape), [a.storage, b.storage], [y]);
+      rt.run('matmul', matmulProgram(a.shape, b.shape, transA, transB, o.shape, rt.gemmKernel), [a.storage, b.storage], [y]);
       return [y];
     },
     conv2d: ({ x, w }, g, [o]) => {
       const y = alloc(o, 'conv2d');
-      rt.run('conv2d', conv2dProgram(g), [x.storage, w.storage], [y]);
+      rt.run('conv2d', conv2dProgram(g, rt.gemmKernel), [x.storage, w.storage], [y]);
       return [y];
     },
     conv2dBackwardData: ({ dy, w }, g, [o]) => {
       const dx = alloc(o, 'conv2dBackwardData');
-      rt.run('conv2dBackwardData', conv2dBackwardDataProgram(g), [dy.storage, w.storage], [dx]);
+      rt.run('conv2dBackwardData', conv2dBackwardDataProgram(g, rt.gemmKernel), [dy.storage, w.storage], [dx]);
       return [dx];
     },
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => {
       const op = 'conv2dBackwardFilter';
-      const splits = filterSplits(g);
+      const splits = filterSplits(g, rt.gemmKernel);
       const dw = alloc(o, op);
       if (splits === 1) {
-        rt.run(op, conv2dBackwardFilterProgram(g, 1), [x.storage, dy.storage], [dw]);
+        rt.run(op, conv2dBackwardFilterProgram(g, 1, rt.gemmKernel), [x.storage, dy.storage], [dw]);
         return [dw];
       }
       const partial = alloc({ shape: [splits, ...o.shape], dtype: 'f32' }, op);
-      rt.run(op, conv2dBackwardFilterProgram(g, splits), [x.storage, dy.storage], [partial]);
+      rt.run(op, conv2dBackwardFilterProgram(g, splits, rt.gemmKernel), [x.storage, dy.storage], [partial]);
       rt.run(op, reduceProgram({ fn: 'sum', type: 'f32', shape: [splits, sizeOf(o.shape)], axes: [0] }), [partial], [dw]);
       rt.free(partial);
       return [dw];

@@ -10,6 +10,7 @@
 import type { MemoryInfo } from '@residual/core';
 import type { GpuHandle } from './gpu.js';
 import { packUniforms, shaderSource, uniformLayout, type Program } from './header.js';
+import type { GemmKernel } from './programs/gemm.js';
 import { BufferPool, sizeClass } from './pool.js';
 
 // WebGPU's flag values (fixed by the spec), so Node needs no globals installed.
@@ -27,6 +28,11 @@ export interface GpuStorage {
 export interface RuntimeOptions {
   /** Dispatches recorded before the encoder is submitted without waiting for a read. Default 128. */
   readonly maxDispatchesPerSubmit?: number;
+  /**
+   * The GEMM kernel of matmul and the convolutions. Default: 'subgroup-strips' on a CPU adapter
+   * (a fallback adapter such as lavapipe) with subgroups of at least 8, else 'shared-tiles'.
+   */
+  readonly gemmKernel?: GemmKernel;
 }
 
 /** Counts that show the runtime's batching and reuse at work. */
@@ -57,6 +63,8 @@ const MAX_BIND_GROUPS = 8192;
 /** Pooled GPU memory, batched submission and error reporting for one device. */
 export class Runtime {
   readonly device: GPUDevice;
+  /** The GEMM kernel the programs of this device use. */
+  readonly gemmKernel: GemmKernel;
   readonly #handle: GpuHandle;
   readonly #limits: GPUSupportedLimits;
   readonly #maxDispatches: number;
@@ -92,6 +100,14 @@ export class Runtime {
     this.device = handle.device;
     this.#limits = handle.device.limits;
     this.#maxDispatches = options.maxDispatchesPerSubmit ?? 128;
+    // subgroup-strips broadcasts from lanes 0..7, so it needs subgroups of 8 lanes or more.
+    const info = handle.adapter.info;
+    const strips = this.device.features.has('subgroups') && (info.subgroupMinSize ?? 0) >= 8;
+    this.gemmKernel = options.gemmKernel ?? (strips && info.isFallbackAdapter ? 'subgroup-strips' : 'shared-tiles');
+    if (this.gemmKernel === 'subgroup-strips' && !strips) {
+      this.device.destroy();
+      throw new Error(`webgpu backend: gemmKernel 'subgroup-strips' needs subgroups of at least 8 lanes, which this adapter (${this.description}) lacks`);
+    }
     this.#uniformAlign = this.#limits.minUniformBufferOffsetAlignment;
     this.#uniforms = this.device.createBuffer({ size: ARENA_BYTES, usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'uniform arena' });
     this.device.onuncapturederror = (ev) => this.#fail(`webgpu: ${ev.error.message}`);

@@ -39,3 +39,25 @@ export const accessOf = (view: View, shape: Shape): Access => {
   if (view.base === 0 && shape.every((d, i) => d === 1 || view.strides[i] === own[i])) return 'c';
   return 's';
 };
+
+/**
+ * The same iteration over fewer axes: size-1 axes dropped, and neighbours merged wherever every view
+ * steps across them as across one axis. Strided indexing pays a division per axis, so a per-channel
+ * view over [N, C, H, W] is read as [N, C, H·W], a contiguous one as a single axis.
+ */
+export const collapse = (shape: Shape, views: readonly View[]): { shape: number[]; views: View[] } => {
+  const axes = shape.map((_, d) => d).filter((d) => shape[d] !== 1);
+  const out: number[] = [];
+  const strides: number[][] = views.map(() => []);
+  for (const d of axes) {
+    const last = out.length - 1;
+    if (last >= 0 && views.every((v, k) => strides[k][last] === v.strides[d] * shape[d])) {
+      out[last] *= shape[d];
+      views.forEach((v, k) => (strides[k][last] = v.strides[d]));
+    } else {
+      out.push(shape[d]);
+      views.forEach((v, k) => strides[k].push(v.strides[d]));
+    }
+  }
+  return { shape: out, views: views.map((v, k) => ({ strides: strides[k], base: v.base })) };
+};

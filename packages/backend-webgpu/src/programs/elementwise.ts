@@ -6,7 +6,7 @@
  */
 import { sizeOf, type Shape } from '@residual/core';
 import { groupsFor, type Program, type UniformField, type WgslScalar } from '../header.js';
-import { accessOf, contiguous, type Access, type View } from '../views.js';
+import { accessOf, collapse, contiguous, type Access, type View } from '../views.js';
 
 /** An operand: its element type and how it is read. */
 export interface Operand {
@@ -60,12 +60,27 @@ fn powI(a: i32, b: i32) -> i32 {
   return r;
 }`;
 
-const index = (a: Access, k: number): string => (a === 'c' ? 'i' : a === 'z' ? `bases(${k}u)` : `stridedOffset(i, ${k}u) + bases(${k}u)`);
+const index = (a: Access, k: number): string => (a === 'c' ? 'i' : a === 'z' ? `bases(${k}u)` : `at${k}`);
+
+/** WGSL placing element i in every strided operand: one walk over the axes, shared by all of them. */
+const stridedOffsets = (access: readonly Access[], rank: number): string => {
+  const ks = access.flatMap((a, k) => (a === 's' ? [k] : []));
+  if (!ks.length) return '';
+  return `${ks.map((k) => `  var at${k} = bases(${k}u);`).join('\n')}
+  var rem = i;
+  for (var d = ${rank}u; d > 0u; d--) {
+    let n = shape(d - 1u);
+    let c = rem % n;
+    rem /= n;
+${ks.map((k) => `    at${k} += c * strides(${k * rank}u + d - 1u);`).join('\n')}
+  }
+`;
+};
 
 /** The program of one elementwise map. */
 export const elementwiseProgram = (spec: ElementwiseSpec): Program => {
-  const { shape, inputs, out } = spec;
-  const views = [...inputs.map((o) => o.view), out.view ?? contiguous(shape)];
+  const { inputs, out } = spec;
+  const { shape, views } = collapse(spec.shape, [...inputs.map((o) => o.view), out.view ?? contiguous(spec.shape)]);
   const access = views.map((v) => accessOf(v, shape));
   const strided = access.includes('s');
   const size = sizeOf(shape);
@@ -91,7 +106,7 @@ export const elementwiseProgram = (spec: ElementwiseSpec): Program => {
 fn run(group: u32, lid: u32) {
   let i = group * WG + lid;
   if (i >= u.size) { return; }
-${inputs.map((_, k) => `  let v${k} = src${k}[${index(access[k], k)}];`).join('\n')}
+${strided ? stridedOffsets(access, shape.length) : ''}${inputs.map((_, k) => `  let v${k} = src${k}[${index(access[k], k)}];`).join('\n')}
   dst[${index(access[inputs.length], inputs.length)}] = ${spec.expr};
 }`,
   };

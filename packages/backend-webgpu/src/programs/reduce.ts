@@ -6,6 +6,7 @@
  */
 import { sizeOf, stridesOf, type ReduceFn, type Shape } from '@residual/core';
 import { groupsFor, type Program, type WgslScalar } from '../header.js';
+import { collapse } from '../views.js';
 
 /** One reduction of a tensor of `shape` and element `type` over sorted `axes`. */
 export interface ReduceSpec {
@@ -45,6 +46,8 @@ export const reduceProgram = ({ fn, type, shape, axes }: ReduceSpec): Program =>
   // The reference's argmax keeps index 0 when x[0] is NaN (nothing compares greater); elsewhere NaN ranks last.
   const result = (acc: string, at: string) =>
     arg ? `select(i32(${at}), 0i, isNan(x[stridedOffset(base, 0u)]))` : fn === 'mean' ? `${acc} / f32(u.count)` : acc;
+  // The same walk over fewer axes, each of which costs the index a division.
+  const read = collapse(order.map((a) => shape[a]), [{ strides: order.map((a) => own[a]), base: 0 }]);
   const body = perThread
     ? `fn run(group: u32, lid: u32) {
   let o = group * WG + lid;
@@ -80,7 +83,7 @@ fn run(group: u32, lid: u32) {
   if (lid == 0u) { y[group] = ${result('sv[0]', 'si[0]')}; }
 }`;
   return {
-    shaderKey: `reduce|${fn}|${type}|${shape.length}|${perThread ? 'thread' : 'group'}`,
+    shaderKey: `reduce|${fn}|${type}|${read.shape.length}|${perThread ? 'thread' : 'group'}`,
     workgroupSize: WG,
     dispatch: perThread ? groupsFor(outputs, WG) : outputs,
     inputs: [{ name: 'x', type }],
@@ -88,8 +91,8 @@ fn run(group: u32, lid: u32) {
     uniforms: [
       { name: 'outputs', type: 'u32', value: outputs },
       { name: 'count', type: 'u32', value: count },
-      { name: 'shape', type: 'u32', value: order.map((a) => shape[a]) },
-      { name: 'strides', type: 'u32', value: order.map((a) => own[a]) },
+      { name: 'shape', type: 'u32', value: read.shape },
+      { name: 'strides', type: 'u32', value: read.views[0].strides },
     ],
     scalar: type,
     code: () => `const NONE = 0xffffffffu;\n${body}`,
