@@ -74,6 +74,9 @@ export class DecodePool {
   /** Ends every worker; tasks still running are rejected. */
   async close(): Promise<void> {
     this.broken ??= new Error('decode pool closed');
-    await Promise.all(this.workers.map((s) => s.worker.terminate()));
+    // Terminating is not awaited: a worker still starting up may never report its exit, and an
+    // unref'd worker does not keep the event loop alive anyway, so awaiting could leave the caller's
+    // promise unsettled when the loop drains (the process then quits with exit code 13).
+    for (const s of this.workers) void s.worker.terminate().catch(() => {});
   }
 }
