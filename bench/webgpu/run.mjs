@@ -25,6 +25,7 @@ const count = (flag) => {
 };
 const opts = { ...values, 'r50-batch': count('r50-batch'), 'step-batch': count('step-batch'), samples: count('samples') };
 const only = new Set(opts.only.split(','));
+for (const name of only) if (!['gemm', 'conv', 'step'].includes(name)) throw new Error(`--only: unknown figure '${name}' (gemm, conv, step)`);
 const { conv2d, conv2dGeometry, matmul, randn, runOp } = core;
 
 /** GFLOP/s of an n×n by n×n matmul on the registered backend. */
@@ -86,14 +87,14 @@ const trainStep = async (backend, n) => {
 
 const webgpu = await openWebGpu(opts.kernel);
 const device = webgpu.device;
-const cpu = opts.peer ? { device: openCpu().device, backend: core.getBackend() } : null;
+const cpu = opts.peer ? openCpu() : null;
 core.setBackend(webgpu);
 const withPeer = async (fields, measure) => {
   const value = await measure(webgpu);
   let peer = {};
   if (cpu) {
-    core.setBackend(cpu.backend);
-    const peerValue = await measure(cpu.backend);
+    core.setBackend(cpu);
+    const peerValue = await measure(cpu);
     core.setBackend(webgpu);
     peer = { peer: { device: cpu.device, value: peerValue }, ratio: value / peerValue };
   }
@@ -115,4 +116,4 @@ if (only.has('step'))
   await withPeer({ bench: `resnet20 train step batch ${opts['step-batch']}`, unit: 'images/s', kernel: webgpu.gemmKernel }, (b) => trainStep(b, opts['step-batch']));
 
 webgpu.dispose();
-cpu?.backend.dispose();
+cpu?.dispose();

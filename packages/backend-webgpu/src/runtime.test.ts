@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createWebGpuBackend } from './backend.js';
 import { requestGpu } from './gpu.js';
 import type { Program } from './header.js';
+import type { GemmKernel } from './programs/gemm.js';
 import { Runtime } from './runtime.js';
 import { orSkip } from './test-backend.js';
 
@@ -41,6 +42,10 @@ describe.skipIf(!probe)('GPU errors', () => {
     rt.run('test', broken, [], [rt.alloc(4, 'test')]);
     await expect(rt.sync()).rejects.toThrow(/program 'broken-on-purpose' does not build.*undefinedName/s);
     rt.dispose();
+  });
+
+  it('refuses a GEMM kernel it does not have, naming it', async () => {
+    await expect(createWebGpuBackend({ gemmKernel: 'im2col' as GemmKernel })).rejects.toThrow(/unknown gemmKernel 'im2col'/);
   });
 
   it('builds one pipeline per shaderKey', () => {

@@ -104,9 +104,14 @@ export class Runtime {
     const info = handle.adapter.info;
     const strips = this.device.features.has('subgroups') && (info.subgroupMinSize ?? 0) >= 8;
     this.gemmKernel = options.gemmKernel ?? (strips && info.isFallbackAdapter ? 'subgroup-strips' : 'shared-tiles');
-    if (this.gemmKernel === 'subgroup-strips' && !strips) {
+    const refusal = !['shared-tiles', 'subgroup-strips'].includes(this.gemmKernel)
+      ? `unknown gemmKernel '${this.gemmKernel}' (shared-tiles or subgroup-strips)`
+      : this.gemmKernel === 'subgroup-strips' && !strips
+        ? `gemmKernel 'subgroup-strips' needs subgroups of at least 8 lanes, which this adapter (${this.description}) lacks`
+        : null;
+    if (refusal) {
       this.device.destroy();
-      throw new Error(`webgpu backend: gemmKernel 'subgroup-strips' needs subgroups of at least 8 lanes, which this adapter (${this.description}) lacks`);
+      throw new Error(`webgpu backend: ${refusal}`);
     }
     this.#uniformAlign = this.#limits.minUniformBufferOffsetAlignment;
     this.#uniforms = this.device.createBuffer({ size: ARENA_BYTES, usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'uniform arena' });

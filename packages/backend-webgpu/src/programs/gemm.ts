@@ -3,12 +3,12 @@
  * where each program supplies how A and B elements are fetched (`loadA`, `loadB`) and C written
  * (`storeC`). Convolutions fetch straight from the image (implicit GEMM: no im2col buffer).
  *
- * Two kernels, one per kind of device (bench/webgpu has the measurements behind both):
+ * Two kernels, one per kind of device (the package README has the measurements behind the choice):
  * - 'shared-tiles' (GPUs): a 64×64 tile of C per workgroup of 256 invocations, 4×4 per invocation,
  *   K in steps of 16 staged through workgroup memory.
  * - 'subgroup-strips' (CPU Vulkan drivers such as lavapipe, which run a subgroup as the lanes of one
  *   SIMD register and pay a scalar loop over the lanes for every storage load): each invocation owns
- *   a strip of STRIP_M rows × 16 columns in registers and reads B straight from memory (16 bytes at a
+ *   a strip of up to 32 rows × 16 columns in registers and reads B straight from memory (16 bytes at a
  *   time where the program offers `loadB4`); the rows of A are the same for the whole workgroup, so
  *   lane i of each subgroup loads row i of every group of 8 and `subgroupBroadcast` shares it, which
  *   cuts the loads of A eightfold. No workgroup memory and no barriers, which such drivers pay dearly.
@@ -45,6 +45,7 @@ export interface GemmParts {
   /** Along which index A's (B's) consecutive elements sit in memory, so tile loads coalesce. */
   readonly aRuns: 'm' | 'k';
   readonly bRuns: 'k' | 'n';
+  /** The loaders define `loadB4` (see `loaders`). */
   readonly vectorB?: boolean;
   /** Depth chunks computed apart (default 1). */
   readonly splits?: number;
