@@ -30,6 +30,7 @@ export const createWebGpuBackend = async (options: WebGpuBackendOptions = {}): P
   return {
     name: 'webgpu',
     device: rt.description,
+    software: rt.software,
     upload: (data) => rt.upload(data),
     download: async (s: GpuStorage, size: number, dtype: DType): Promise<DataArray> => {
       const bytes = await rt.read(s, size * 4);

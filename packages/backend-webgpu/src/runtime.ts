@@ -122,6 +122,12 @@ export class Runtime {
     this.#lost.catch(() => {});
   }
 
+  /** Whether the adapter emulates a GPU on the CPU (lavapipe, SwiftShader), for `Backend.software`. */
+  get software(): boolean {
+    const info = this.#handle.adapter.info;
+    return !!info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(this.description);
+  }
+
   /** The adapter's description, for `Backend.device`. */
   get description(): string {
     const info = this.#handle.adapter.info;
