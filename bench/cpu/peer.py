@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import time
+from importlib import import_module
+from pathlib import Path
 
 try:
     import torch
@@ -16,53 +18,9 @@ except ImportError:
     sys.exit(0)
 
 
-class Shortcut(nn.Module):
-    """Option A of the paper: subsample by 2 and zero-pad the new channels."""
-
-    def __init__(self, planes):
-        super().__init__()
-        self.pad = planes // 4
-
-    def forward(self, x):
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
-
-
-class BasicBlock(nn.Module):
-    def __init__(self, inplanes, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = Shortcut(planes) if stride != 1 or inplanes != planes else nn.Identity()
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-class CifarResNet(nn.Module):
-    """The 6n+2-layer CIFAR network of section 4.2 (16/32/64 filters, option A shortcuts)."""
-
-    def __init__(self, n):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        layers, inplanes = [], 16
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            blocks = []
-            for i in range(n):
-                blocks.append(BasicBlock(inplanes, planes, stride if i == 0 else 1))
-                inplanes = planes
-            layers.append(nn.Sequential(*blocks))
-        self.layer1, self.layer2, self.layer3 = layers
-        self.fc = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+# The CIFAR ResNet of section 4.2 (option A) lives once, in the golden-file script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+CifarResNet = import_module("make-golden").CifarResNet
 
 
 def train(depth, batch, steps):
