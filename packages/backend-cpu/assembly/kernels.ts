@@ -590,3 +590,6 @@ export function channelAffine(x: usize, scale: usize, shift: usize, y: usize, n:
     affineRun(at(x, p * inner), at(y, p * inner), inner, 0, load<f32>(at(scale, ch)), load<f32>(at(shift, ch)));
   }
 }
+
+// The elementwise kernels live in their own file.
+export * from './elementwise';

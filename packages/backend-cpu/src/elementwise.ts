@@ -1,6 +1,62 @@
-/** Elementwise kernels: unary, binary and comparisons with NumPy broadcasting, where. */
+/**
+ * Elementwise kernels: unary, binary and comparisons with NumPy broadcasting, where, and relu's
+ * gradient. Large f32 operands of the common functions run as SIMD kernels on all threads (the
+ * `simd*` functions); the rest, in TypeScript.
+ */
 import { stridesOf, type BinaryFn, type CompareFn, type DataArray, type Shape, type UnaryFn } from '@residual/core';
 import { broadcastStrides, forEachRun } from './strided.js';
+import type { Wasm } from './wasm.js';
+
+/** Below this many elements the copies into and out of WebAssembly memory cost more than SIMD saves. */
+const SIMD_MIN = 4096;
+/** An element's share of the work measure that decides on threads (in multiply-adds, see Wasm.run). */
+const ELEMENT_WORK = 16;
+/** The binary functions with SIMD kernels, in the code order of assembly/elementwise.ts. */
+const SIMD_BINARY: readonly BinaryFn[] = ['add', 'sub', 'mul', 'div', 'max', 'min'];
+
+/**
+ * out = fn(a, b) in SIMD when a is not broadcast, b is a's shape or a single element, all f32, and
+ * large enough to pay for the copies. Returns false, doing nothing, otherwise.
+ */
+export const simdBinary = (wasm: Wasm, fn: BinaryFn, a: DataArray, b: DataArray, out: DataArray): boolean => {
+  const code = SIMD_BINARY.indexOf(fn);
+  const n = out.length;
+  // Lengths say it all: an operand with out's element count is out's shape, laid out the same way.
+  const scalar = b.length === 1;
+  if (code < 0 || n < SIMD_MIN || a.length !== n || !(scalar || b.length === n)) return false;
+  if (!(a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array)) return false;
+  const [pa, pb] = wasm.reserve(n, b.length);
+  wasm.write(pa, a);
+  wasm.write(pb, b);
+  wasm.run('binaryF32', [code, pa, pb, pa, n, +scalar], n * ELEMENT_WORK);
+  wasm.read(pa, out);
+  return true;
+};
+
+/** out = relu(x) in SIMD when x is f32 and large; false, doing nothing, otherwise. */
+export const simdRelu = (wasm: Wasm, x: DataArray, out: DataArray): boolean => {
+  const n = x.length;
+  if (n < SIMD_MIN || !(x instanceof Float32Array && out instanceof Float32Array)) return false;
+  const [px] = wasm.reserve(n);
+  wasm.write(px, x);
+  wasm.run('reluF32', [px, px, n], n * ELEMENT_WORK);
+  wasm.read(px, out);
+  return true;
+};
+
+/** dx = dy where y > 0, else 0 (relu's gradient from its output). */
+export const reluBackward = (wasm: Wasm, y: Float32Array, dy: Float32Array, dx: Float32Array): void => {
+  const n = y.length;
+  if (n < SIMD_MIN) {
+    for (let i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+    return;
+  }
+  const [py, pdy] = wasm.reserve(n, n);
+  wasm.write(py, y);
+  wasm.write(pdy, dy);
+  wasm.run('reluBackwardF32', [py, pdy, pdy, n], n * ELEMENT_WORK);
+  wasm.read(pdy, dx);
+};
 
 /** out[i] = fn(x[i]); `out` has x's length. */
 export const unary = (fn: UnaryFn, x: DataArray, out: DataArray): void => {

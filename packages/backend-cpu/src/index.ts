@@ -4,7 +4,7 @@
  */
 import { philoxFill, sizeOf, type Backend, type DataArray, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
 import { conv2d, conv2dBackwardData, conv2dBackwardFilter } from './conv.js';
-import { binary, compare, unary, where } from './elementwise.js';
+import { binary, compare, reluBackward, simdBinary, simdRelu, unary, where } from './elementwise.js';
 import { matmul } from './gemm.js';
 import { broadcastTo, concat, pad, permute, slice } from './layout.js';
 import { softmaxCrossEntropy, softmaxCrossEntropyBackward } from './loss.js';
@@ -72,8 +72,10 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
   };
 
   const kernels = {
-    unary: ({ x }, { fn }, [o]) => one<DataArray>(o, (y) => unary(fn, x.storage.data, y)),
-    binary: ({ a, b }, { fn }, [o]) => one<DataArray>(o, (y) => binary(fn, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
+    unary: ({ x }, { fn }, [o]) =>
+      one<DataArray>(o, (y) => (fn === 'relu' && simdRelu(wasm(), x.storage.data, y)) || unary(fn, x.storage.data, y)),
+    binary: ({ a, b }, { fn }, [o]) =>
+      one<DataArray>(o, (y) => simdBinary(wasm(), fn, a.storage.data, b.storage.data, y) || binary(fn, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
     compare: ({ a, b }, { fn }, [o]) => one<DataArray>(o, (y) => compare(fn, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
     where: ({ cond, a, b }, _, [o]) =>
       one<DataArray>(o, (y) => where(i32(cond), cond.shape, a.storage.data, a.shape, b.storage.data, b.shape, y, o.shape)),
@@ -109,6 +111,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
       );
       return [dx, dgamma, dbeta];
     },
+    reluBackward: ({ y, dy }, _, [o]) => one(o, (dx) => reluBackward(wasm(), f32(y), f32(dy), dx)),
     channelAffine: ({ x, scale, shift }, _, [o]) => one(o, (y) => channelAffine(wasm(), f32(x), x.shape, f32(scale), f32(shift), y)),
     softmaxCrossEntropy: ({ logits, labels }, { smoothing }, [o]) =>
       one(o, (loss) => softmaxCrossEntropy(f32(logits), i32(labels), logits.shape[1], smoothing, loss)),

@@ -41,18 +41,32 @@ const firstMax = (x: Float32Array, xPlane: number, inW: number, h0: number, h1: 
   return at;
 };
 
+/**
+ * A 1x1 window (no padding, as a 1x1 kernel allows none) only subsamples: calls `move(xi, yi)` for
+ * each output cell and its one input cell. ResNet's option-A shortcut is such a pool.
+ */
+const forEachSample = (g: Pool2dGeometry, move: (xi: number, yi: number) => void): void => {
+  const { inH, inW, strideH, strideW, outH, outW } = g;
+  for (let p = 0, yi = 0; p < g.batch * g.channels; p++) {
+    for (let oh = 0; oh < outH; oh++) {
+      for (let ow = 0, xi = (p * inH + oh * strideH) * inW; ow < outW; ow++, yi++, xi += strideW) move(xi, yi);
+    }
+  }
+};
+const isSample = (g: Pool2dGeometry): boolean => g.kernelH === 1 && g.kernelW === 1;
+
 /** y = the maximum of each window. */
-export const maxPool2d = (x: Float32Array, y: Float32Array, g: Pool2dGeometry): void =>
-  forEachWindow(g, (xp, o, h0, h1, w0, w1) => {
-    y[o] = x[firstMax(x, xp, g.inW, h0, h1, w0, w1)];
-  });
+export const maxPool2d = (x: Float32Array, y: Float32Array, g: Pool2dGeometry): void => {
+  if (isSample(g)) forEachSample(g, (xi, yi) => (y[yi] = x[xi]));
+  else forEachWindow(g, (xp, o, h0, h1, w0, w1) => (y[o] = x[firstMax(x, xp, g.inW, h0, h1, w0, w1)]));
+};
 
 /** Each dy goes to the first maximum of its window. */
 export const maxPool2dBackward = (dy: Float32Array, x: Float32Array, dx: Float32Array, g: Pool2dGeometry): void => {
   dx.fill(0);
-  forEachWindow(g, (xp, o, h0, h1, w0, w1) => {
-    dx[firstMax(x, xp, g.inW, h0, h1, w0, w1)] += dy[o];
-  });
+  // Strides of at least 1 never land two 1x1 windows on one cell, so no sum is needed.
+  if (isSample(g)) forEachSample(g, (xi, yi) => (dx[xi] = dy[yi]));
+  else forEachWindow(g, (xp, o, h0, h1, w0, w1) => (dx[firstMax(x, xp, g.inW, h0, h1, w0, w1)] += dy[o]));
 };
 
 /** The divisor of a window: the whole kernel when padding counts (windows never pass the padding), else the cells read. */

@@ -165,6 +165,12 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       rt.free(coef);
       return [dx, dgamma, dbeta];
     },
+    reluBackward: ({ y, dy }, _, [o]) => {
+      const dx = alloc(o, 'reluBackward');
+      const inputs = [contiguous(y.shape), contiguous(dy.shape)].map(f32);
+      ew('reluBackward', { expr: 'select(0.0, v1, v0 > 0.0)', shape: y.shape, inputs, out: { type: 'f32' } }, [y.storage, dy.storage], dx);
+      return [dx];
+    },
     channelAffine: ({ x, scale, shift }, _, [o]) => {
       const y = alloc(o, 'channelAffine');
       const ch = channelView(x.shape);

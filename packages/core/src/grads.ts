@@ -48,7 +48,7 @@ const unaryGrad: Record<UnaryFn, (x: Tensor, y: Tensor, dy: Tensor) => Tensor> =
   rsqrt: (_x, y, dy) => mul(dy, mul(mul(square(y), y), -0.5)),
   reciprocal: (_x, y, dy) => neg(mul(dy, square(y))),
   square: (x, _y, dy) => mul(dy, mul(x, 2)),
-  relu: (x, _y, dy) => mul(dy, f32(gt(x, 0))),
+  relu: (x, y, dy) => (x.dtype === 'f32' ? runOp('reluBackward', { y, dy }, {})[0] : mul(dy, f32(gt(x, 0)))),
   sigmoid: (_x, y, dy) => mul(dy, mul(y, sub(full([], 1), y))),
   tanh: (_x, y, dy) => mul(dy, sub(full([], 1), square(y))),
   // piecewise constant: zero almost everywhere, as PyTorch returns

@@ -31,7 +31,7 @@ export interface TensorView<S = unknown> extends TensorSpec {
   readonly size: number;
 }
 
-/** Elementwise functions of one argument. `relu'`-style masks are built from `compare`/`where`. */
+/** Elementwise functions of one argument. */
 export type UnaryFn =
   | 'neg' | 'abs' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'reciprocal' | 'square'
   | 'relu' | 'sigmoid' | 'tanh' | 'sign' | 'floor' | 'ceil';
@@ -111,6 +111,11 @@ export interface OpTable<S = unknown> {
     { dy: TensorView<S>; x: TensorView<S>; gamma: TensorView<S>; mean: TensorView<S>; invstd: TensorView<S> },
     Record<string, never>,
   ];
+  /**
+   * The gradient of relu, fused: dx = dy where y > 0, else 0. `y` is relu's output (or its input:
+   * both are positive at the same places), so the mask costs no compare, cast and multiply passes.
+   */
+  reluBackward: [{ y: TensorView<S>; dy: TensorView<S> }, Record<string, never>];
   /** y = x * scale[c] + shift[c] over axis 1 (inference batch-norm, folded). */
   channelAffine: [{ x: TensorView<S>; scale: TensorView<S>; shift: TensorView<S> }, Record<string, never>];
   /**
@@ -332,6 +337,14 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
       expectShape('channelAffine', scale, [x.shape[1]], 'scale');
       expectShape('channelAffine', shift, [x.shape[1]], 'shift');
       return [f32(x.shape)];
+    },
+  },
+  reluBackward: {
+    outputs: ({ y, dy }) => {
+      needF32('reluBackward', y, 'y');
+      needF32('reluBackward', dy, 'dy');
+      expectShape('reluBackward', dy, y.shape, 'dy');
+      return [f32(y.shape)];
     },
   },
   softmaxCrossEntropy: {

@@ -114,6 +114,7 @@ const unaryCases = (): ConformanceCase[] => [
   opCase('unary/exp 1 element', 'unary', (g) => ({ inputs: { x: g.uniform([1]) }, attrs: { fn: 'exp' } })),
   opCase('unary/relu empty [0,3]', 'unary', () => ({ inputs: { x: r([0, 3]) }, attrs: { fn: 'relu' } })),
   opCase('unary/sigmoid rank 5', 'unary', (g) => ({ inputs: { x: g.uniform([2, 1, 3, 1, 2], -4, 4) }, attrs: { fn: 'sigmoid' }, tol: { scale: 1 } })),
+  opCase(`unary/relu large [${LARGE + 1}]`, 'unary', (g) => ({ inputs: { x: g.uniform([LARGE + 1], -3, 3) }, attrs: { fn: 'relu' } })),
   opCase(`unary/sqrt large [${LARGE}]`, 'unary', (g) => ({ inputs: { x: g.uniform([LARGE], 0, 100) }, attrs: { fn: 'sqrt' } })),
   opCase('unary/tanh saturates without NaN', 'unary', () => ({ inputs: { x: r([6], [-100, -20, -1e-4, 0, 20, 100]) }, attrs: { fn: 'tanh' }, tol: { scale: 1 } })),
   opCase('unary/sigmoid saturates without NaN', 'unary', () => ({ inputs: { x: r([5], [-100, -30, 0, 30, 100]) }, attrs: { fn: 'sigmoid' }, tol: { scale: 1e-30 } })),
@@ -155,6 +156,11 @@ const binaryCases = (): ConformanceCase[] => [
     opCase(`binary/${fn} i32 [3,1,5] [1,4,1]`, 'binary', (g) => ({ inputs: { a: g.ints([3, 1, 5], -1000, 1000), b: g.ints([1, 4, 1], -1000, 1000) }, attrs: { fn } })),
   ),
   opCase(`binary/add large [${LARGE}]`, 'binary', (g) => ({ inputs: { a: g.uniform([LARGE]), b: g.uniform([LARGE]) }, attrs: { fn: 'add' } })),
+  // Odd lengths past a vector multiple: backends may run large f32 operands in SIMD slices, one per thread.
+  ...(['add', 'sub', 'mul', 'div', 'max', 'min'] as const).flatMap((fn) => [
+    opCase(`binary/${fn} large same [${LARGE + 3}]`, 'binary', (g) => ({ inputs: binaryInputs(fn, g, [LARGE + 3], [LARGE + 3]), attrs: { fn } })),
+    opCase(`binary/${fn} large scalar [${LARGE + 5}] []`, 'binary', (g) => ({ inputs: binaryInputs(fn, g, [LARGE + 5], []), attrs: { fn } })),
+  ]),
   opCase('binary/mul large broadcast [600,500] [500]', 'binary', (g) => ({ inputs: { a: g.uniform([600, 500]), b: g.uniform([500]) }, attrs: { fn: 'mul' } })),
 ];
 
@@ -342,6 +348,9 @@ const POOLS: [number[], Pool2dOptions][] = [
   [[1, 2, 7, 5], { kernelSize: 3, stride: 2, padding: 1 }],
   [[1, 2, 5, 6], { kernelSize: 3, stride: 1, padding: 1 }],
   [[1, 2, 3, 4], { kernelSize: 1 }],
+  // 1x1 windows only subsample (ResNet's option-A shortcut); backends may take a shortcut for them.
+  [[2, 3, 7, 8], { kernelSize: 1, stride: 2 }],
+  [[1, 2, 6, 7], { kernelSize: 1, stride: [3, 2] }],
   [[1, 3, 5, 5], { kernelSize: 2, stride: 1 }],
   [[2, 2, 7, 6], { kernelSize: [3, 2], stride: [2, 1], padding: [1, 0] }],
   [[1, 2, 8, 7], { kernelSize: 3, stride: 3, padding: 1 }],
@@ -410,6 +419,13 @@ const affineCase = (shape: number[]) =>
     return { inputs: { x, scale, shift }, attrs: {}, tol: { scale: maxAbs(x) * maxAbs(scale) + maxAbs(shift) } };
   });
 
+/** y as relu leaves it (zeros where the input was negative), so the mask meets exact zeros. */
+const reluBackwardCase = (shape: number[]) =>
+  opCase(`reluBackward/${shapeName(shape)}`, 'reluBackward', (g) => {
+    const y = g.uniform(shape, -2, 2);
+    return { inputs: { y: r(shape, y.data.map((v) => Math.max(v, 0))), dy: g.uniform(shape, -3, 3) }, attrs: {} };
+  });
+
 const labelsFor = (g: Rng, n: number, c: number) => g.ints([n], 0, c);
 const sceCase = (label: string, n: number, c: number, smoothing: number, logitScale = 3, labels?: number[]) =>
   opCase(`softmaxCrossEntropy/${label}[${n},${c}] smoothing ${smoothing}`, 'softmaxCrossEntropy', (g) => {
@@ -441,6 +457,10 @@ const normLossCases = (): ConformanceCase[] => [
   bnBackwardCase([4, 3]),
   bnBackwardCase([2, 3, 5, 7]),
   bnBackwardCase([3, 2, 4, 1, 2]),
+  reluBackwardCase([7, 5]),
+  reluBackwardCase([0, 3]),
+  reluBackwardCase([2, 3, 4, 5]),
+  reluBackwardCase([LARGE + 7]),
   affineCase([2, 3]),
   affineCase([2, 3, 4, 5]),
   affineCase([3, 2, 7]),
@@ -733,6 +753,7 @@ const errorCases = (): ConformanceCase[] => [
   errorCase('error/labels of the wrong length', 'softmaxCrossEntropy', () => softmaxCrossEntropy(zeros([2, 3]), tensor(Int32Array.of(0, 1, 2))), 'softmaxCrossEntropy', 'labels'),
   errorCase('error/batchNormTrain gamma of the wrong size', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([4, 3]), gamma: zeros([2]), beta: zeros([3]) }, { eps: 1e-5 }), 'batchNormTrain', 'gamma', '[2]'),
   errorCase('error/batchNormTrain with one value per channel', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([1, 3]), gamma: zeros([3]), beta: zeros([3]) }, { eps: 1e-5 }), 'batchNormTrain'),
+  errorCase('error/reluBackward dy of another shape', 'reluBackward', () => runOp('reluBackward', { y: zeros([2, 3]), dy: zeros([3, 2]) }, {}), 'reluBackward', 'dy', '[3, 2]'),
   errorCase('error/channelAffine scale of the wrong size', 'channelAffine', () => runOp('channelAffine', { x: zeros([2, 3, 2]), scale: zeros([2]), shift: zeros([3]) }, {}), 'channelAffine', 'scale'),
   errorCase('error/maxPool2d padding over half the kernel', 'maxPool2d', () => maxPool2d(zeros([1, 1, 5, 5]), { kernelSize: 2, padding: 2 }), 'maxPool2d', 'padding'),
   errorCase('error/sgdUpdate grad of another shape', 'sgdUpdate', () => runOp('sgdUpdate', { param: zeros([3]), grad: zeros([4]), momentum: zeros([3]) }, { lr: 1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true }), 'sgdUpdate', 'grad', '[4]'),

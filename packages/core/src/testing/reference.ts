@@ -392,6 +392,7 @@ export const ref: { readonly [K in OpName]: RefOp<K> } = {
     }
     return [dx, dgamma, dbeta];
   },
+  reluBackward: ({ y, dy }) => [zipWith([y, dy], (v, d) => (v > 0 ? d : 0))],
   channelAffine: ({ x, scale, shift }) => [
     refTensor(x.shape, x.data.map((v, i) => v * scale.data[channelOf(x, i)] + shift.data[channelOf(x, i)])),
   ],
