@@ -25,11 +25,9 @@ export const simdBinary = (wasm: Wasm, fn: BinaryFn, a: DataArray, b: DataArray,
   const scalar = b.length === 1;
   if (code < 0 || n < SIMD_MIN || a.length !== n || !(scalar || b.length === n)) return false;
   if (!(a instanceof Float32Array && b instanceof Float32Array && out instanceof Float32Array)) return false;
-  const [pa, pb] = wasm.reserve(n, b.length);
-  wasm.write(pa, a);
-  wasm.write(pb, b);
-  wasm.run('binaryF32', [code, pa, pb, pa, n, +scalar], n * ELEMENT_WORK);
-  wasm.read(pa, out);
+  const { at: [pa, pb, py], done } = wasm.place([a, b], [out]);
+  wasm.run('binaryF32', [code, pa, pb, py, n, +scalar], n * ELEMENT_WORK);
+  done();
   return true;
 };
 
@@ -37,10 +35,9 @@ export const simdBinary = (wasm: Wasm, fn: BinaryFn, a: DataArray, b: DataArray,
 export const simdRelu = (wasm: Wasm, x: DataArray, out: DataArray): boolean => {
   const n = x.length;
   if (n < SIMD_MIN || !(x instanceof Float32Array && out instanceof Float32Array)) return false;
-  const [px] = wasm.reserve(n);
-  wasm.write(px, x);
-  wasm.run('reluF32', [px, px, n], n * ELEMENT_WORK);
-  wasm.read(px, out);
+  const { at: [px, py], done } = wasm.place([x], [out]);
+  wasm.run('reluF32', [px, py, n], n * ELEMENT_WORK);
+  done();
   return true;
 };
 
@@ -51,11 +48,9 @@ export const reluBackward = (wasm: Wasm, y: Float32Array, dy: Float32Array, dx: 
     for (let i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
     return;
   }
-  const [py, pdy] = wasm.reserve(n, n);
-  wasm.write(py, y);
-  wasm.write(pdy, dy);
-  wasm.run('reluBackwardF32', [py, pdy, pdy, n], n * ELEMENT_WORK);
-  wasm.read(pdy, dx);
+  const { at: [py, pdy, pdx], done } = wasm.place([y, dy], [dx]);
+  wasm.run('reluBackwardF32', [py, pdy, pdx, n], n * ELEMENT_WORK);
+  done();
 };
 
 /** out[i] = fn(x[i]); `out` has x's length. */

@@ -1,4 +1,4 @@
-/** Batched matmul on the WebAssembly GEMM: operands are copied into the arena, products copied out. */
+/** Batched matmul on the WebAssembly GEMM; operands outside the WebAssembly memory are copied in, products out. */
 import { sizeOf, stridesOf, type Shape } from '@residual/core';
 import { broadcastStrides, forEachRun } from './strided.js';
 import type { Wasm } from './wasm.js';
@@ -13,9 +13,7 @@ export const matmul = (
   const [m, n] = [outShape[r - 2], outShape[r - 1]];
   const k = transA ? aShape[aShape.length - 2] : aShape[aShape.length - 1];
   const batch = outShape.slice(0, -2);
-  const [ap, bp, cp, scratch] = wasm.reserve(a.length, b.length, out.length, wasm.threads * wasm.gemmScratch);
-  wasm.write(ap, a);
-  wasm.write(bp, b);
+  const { at: [ap, bp, cp, scratch], done } = wasm.place([a, b], [out], wasm.threads * wasm.gemmScratch);
   const [rsA, csA] = transA ? [1, m] : [k, 1];
   const [rsB, csB] = transB ? [1, k] : [n, 1];
   const product = (aAt: number, bAt: number, cAt: number, rows: number) =>
@@ -29,5 +27,5 @@ export const matmul = (
       for (let t = 0; t < count; t++) product(o[0] + t * s[0], o[1] + t * s[1], o[2] + t * s[2], m);
     });
   }
-  wasm.read(cp, out);
+  done();
 };

@@ -55,12 +55,15 @@ const fmaOf = (options: CpuBackendOptions): boolean => {
 
 /** Creates a CPU backend; register it with `setBackend(createCpuBackend())`. */
 export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuStorage> => {
-  const mem = new CpuMemory(options.maxPooledBytes);
   const threads = threadsOf(options);
   const fma = fmaOf(options);
-  // The kernels' memory and threads, made on first use and dropped by dispose().
+  // The kernels' memory and threads, made on first use and dropped by dispose(); large tensors live there.
   let instance: Wasm | null = null;
   const wasm = (): Wasm => (instance ??= new Wasm({ threads, fma, onGrow: (bytes) => mem.holdWasm(bytes) }));
+  const mem = new CpuMemory(options.maxPooledBytes, {
+    allocate: (dtype, length) => wasm().allocate(dtype, length),
+    release: (data) => instance?.release(data),
+  });
   const alloc = (spec: TensorSpec): CpuStorage => mem.alloc(spec.dtype, sizeOf(spec.shape));
   const f32 = (v: TensorView<CpuStorage>) => v.storage.data as Float32Array;
   const i32 = (v: TensorView<CpuStorage>) => v.storage.data as Int32Array;

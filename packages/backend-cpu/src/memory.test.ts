@@ -74,4 +74,34 @@ describe('storage pool and memory()', () => {
     expect(new Set(held).size).toBe(1);
     expect(cpu.memory().peakBytes).toBe(held[0]);
   });
+
+  it('keeps large storages in the WebAssembly memory, reuses their blocks and counts them once', () => {
+    const cpu = createCpuBackend({ threads: 1 });
+    const n = 10_000;
+    const a = cpu.upload(Float32Array.from({ length: n }, (_, i) => i));
+    const b = cpu.upload(new Float32Array(n).fill(2));
+    // Both live in the kernels' shared memory (a buffer object per size it grew to), where kernels read them in place.
+    expect(a.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(b.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(b.data.byteOffset).toBeGreaterThanOrEqual(a.data.byteOffset + n * 4);
+    const view = (storage: CpuStorage): TensorView<CpuStorage> => ({ storage, shape: [n], dtype: 'f32', size: n });
+    const [c] = cpu.kernels.binary({ a: view(a), b: view(b) }, { fn: 'mul' }, [{ shape: [n], dtype: 'f32' }]);
+    expect(c.data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Array.from(c.data.subarray(0, 4))).toEqual([0, 2, 4, 6]);
+    expect(c.data[n - 1]).toBe(2 * (n - 1));
+    const before = cpu.memory();
+    expect(before.liveBytes).toBe(3 * n * 4);
+    // Held = the WebAssembly memory (live storages inside it are not counted twice).
+    expect(before.heldBytes % 65536).toBe(0);
+    const offset = c.data.byteOffset;
+    cpu.free(c);
+    const d = cpu.upload(new Float32Array(n).fill(5));
+    expect(d.data.byteOffset).toBe(offset);
+    expect(cpu.memory().heldBytes).toBe(before.heldBytes);
+    // After dispose a live storage still reads back, and freeing it later is harmless.
+    cpu.dispose();
+    expect(cpu.readSync!(a, n, 'f32')[n - 1]).toBe(n - 1);
+    for (const s of [a, b, d]) cpu.free(s);
+    expect(cpu.memory().liveBytes).toBe(0);
+  });
 });

@@ -1,7 +1,9 @@
 /**
  * CPU memory: storages drawn from a free-list pool keyed by (dtype, length), plus the grow-only
- * WebAssembly memory the kernels work in. A training loop allocates the same sizes every step, so
- * after the first step every allocation is a pool hit and memory stays flat.
+ * WebAssembly memory the kernels work in. Large storages live in that memory (its own free blocks
+ * pool them), where kernels use them without copies; small ones, and any past its limit, are
+ * ordinary arrays. A training loop allocates the same sizes every step, so after the first step
+ * every allocation is a pool hit and memory stays flat.
  */
 import type { DataArray, DType, MemoryInfo } from '@residual/core';
 
@@ -12,6 +14,17 @@ export interface CpuStorage {
   /** Set by `free()`, so a second free is caught. */
   freed: boolean;
 }
+
+/** Where large arrays can live instead of the JavaScript heap: the kernels' WebAssembly memory. */
+export interface ResidentHeap {
+  /** A new array there, or null when there is no room (an ordinary array is made instead). */
+  allocate(dtype: DType, length: number): DataArray | null;
+  /** Takes back an array of `allocate`. */
+  release(data: DataArray): void;
+}
+
+/** Arrays of at least this many elements live in the resident heap: below it, copies cost less than they save. */
+export const RESIDENT_MIN = 4096;
 
 const EMPTY = { f32: new Float32Array(0), i32: new Int32Array(0) } as const;
 
@@ -25,12 +38,27 @@ export class CpuMemory {
   #pooledBytes = 0;
   #wasmBytes = 0;
   #peakBytes = 0;
+  // Live arrays in the resident heap, and their bytes (which the WebAssembly memory's size counts already).
+  #resident = new WeakSet<DataArray>();
+  #residentBytes = 0;
 
-  /** @param maxPooledBytes freed arrays beyond this many pooled bytes are dropped for the GC. */
-  constructor(readonly maxPooledBytes = Infinity) {}
+  /**
+   * @param maxPooledBytes freed ordinary arrays beyond this many pooled bytes are dropped for the GC.
+   * @param heap where arrays of RESIDENT_MIN elements or more live, when given.
+   */
+  constructor(readonly maxPooledBytes = Infinity, readonly heap?: ResidentHeap) {}
 
   /** A storage of `length` elements; its contents are arbitrary (kernels overwrite every element). */
   alloc(dtype: DType, length: number): CpuStorage {
+    const resident = this.heap && length >= RESIDENT_MIN ? this.heap.allocate(dtype, length) : null;
+    if (resident) {
+      this.#resident.add(resident);
+      this.#residentBytes += resident.byteLength;
+      this.#liveBytes += resident.byteLength;
+      this.#liveBuffers++;
+      this.#grew();
+      return { data: resident, freed: false };
+    }
     const reused = this.#free[dtype].get(length)?.pop();
     if (reused) this.#pooledBytes -= reused.byteLength;
     const data = reused ?? (dtype === 'f32' ? new Float32Array(length) : new Int32Array(length));
@@ -56,6 +84,14 @@ export class CpuMemory {
     s.data = EMPTY[dtype];
     this.#liveBytes -= data.byteLength;
     this.#liveBuffers--;
+    if (this.#resident.has(data)) {
+      this.#resident.delete(data);
+      this.#residentBytes -= data.byteLength;
+      this.heap?.release(data);
+      return;
+    }
+    // A view of a WebAssembly memory forgotten by clear(): pooling it would keep that whole memory alive.
+    if (data.buffer instanceof SharedArrayBuffer) return;
     if (this.#pooledBytes + data.byteLength > this.maxPooledBytes) return;
     const map = this.#free[dtype] as Map<number, DataArray[]>;
     const list = map.get(data.length);
@@ -70,7 +106,7 @@ export class CpuMemory {
     this.#grew();
   }
 
-  /** The byte counts of `Backend.memory()`; the WebAssembly memory counts as held. */
+  /** The byte counts of `Backend.memory()`; the WebAssembly memory, resident storages included, counts as held. */
   info(): MemoryInfo {
     return {
       liveBytes: this.#liveBytes,
@@ -86,10 +122,13 @@ export class CpuMemory {
     this.#free.i32.clear();
     this.#pooledBytes = 0;
     this.#wasmBytes = 0;
+    // Resident storages still alive stay valid (their memory lives while they do) but are counted as ordinary ones.
+    this.#resident = new WeakSet();
+    this.#residentBytes = 0;
   }
 
   #held(): number {
-    return this.#liveBytes + this.#pooledBytes + this.#wasmBytes;
+    return this.#liveBytes - this.#residentBytes + this.#pooledBytes + this.#wasmBytes;
   }
 
   #grew(): void {

@@ -1,6 +1,7 @@
 /**
  * Per-channel kernels over x [N, C, ...] in WebAssembly (assembly/kernels.ts has the maths): batch-norm
- * training forward/backward and the affine map. Sums are float64; threads split the channels.
+ * training forward/backward and the affine map. Sums are float64; threads split the channels. Operands
+ * outside the WebAssembly memory are copied in, results out (Wasm.place).
  */
 import type { Shape } from '@residual/core';
 import type { Wasm } from './wasm.js';
@@ -20,14 +21,9 @@ export const batchNormTrain = (
   y: Float32Array, mean: Float32Array, invstd: Float32Array,
 ): void => {
   const { n, c, inner } = layout(shape);
-  const [px, py, pg, pb, pm, pi] = wasm.reserve(x.length, y.length, c, c, c, c);
-  wasm.write(px, x);
-  wasm.write(pg, gamma);
-  wasm.write(pb, beta);
+  const { at: [px, pg, pb, py, pm, pi], done } = wasm.place([x, gamma, beta], [y, mean, invstd]);
   wasm.run('batchNormTrain', [px, py, pg, pb, pm, pi, n, c, inner, eps], PER_ELEMENT * x.length);
-  wasm.read(py, y);
-  wasm.read(pm, mean);
-  wasm.read(pi, invstd);
+  done();
 };
 
 /** dbeta = Σ dy, dgamma = Σ dy·x̂, dx = gamma·invstd·(dy - dbeta/M - x̂·dgamma/M), x̂ = (x - mean)·invstd. */
@@ -36,25 +32,15 @@ export const batchNormBackward = (
   dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array,
 ): void => {
   const { n, c, inner } = layout(shape);
-  const [pdy, px, pg, pm, pi, pdx, pdg, pdb] = wasm.reserve(dy.length, x.length, c, c, c, dx.length, c, c);
-  wasm.write(pdy, dy);
-  wasm.write(px, x);
-  wasm.write(pg, gamma);
-  wasm.write(pm, mean);
-  wasm.write(pi, invstd);
+  const { at: [pdy, px, pg, pm, pi, pdx, pdg, pdb], done } = wasm.place([dy, x, gamma, mean, invstd], [dx, dgamma, dbeta]);
   wasm.run('batchNormBackward', [pdy, px, pg, pm, pi, pdx, pdg, pdb, n, c, inner], PER_ELEMENT * x.length);
-  wasm.read(pdx, dx);
-  wasm.read(pdg, dgamma);
-  wasm.read(pdb, dbeta);
+  done();
 };
 
 /** y = x · scale[c] + shift[c] along axis 1. */
 export const channelAffine = (wasm: Wasm, x: Float32Array, shape: Shape, scale: Float32Array, shift: Float32Array, y: Float32Array): void => {
   const { n, c, inner } = layout(shape);
-  const [px, ps, pt, py] = wasm.reserve(x.length, c, c, y.length);
-  wasm.write(px, x);
-  wasm.write(ps, scale);
-  wasm.write(pt, shift);
+  const { at: [px, ps, pt, py], done } = wasm.place([x, scale, shift], [y]);
   wasm.run('channelAffine', [px, ps, pt, py, n, c, inner], PER_ELEMENT * x.length);
-  wasm.read(py, y);
+  done();
 };

@@ -46,6 +46,22 @@ export const GEOMETRY = 2048;
 const ARENA = 4096;
 const PAGE = 65536;
 const MAX_PAGES = 65536;
+/** Tensors live in the memory up to this many bytes (the rest are ordinary arrays), leaving room for arenas. */
+const RESIDENT_LIMIT = 3 * 2 ** 30;
+
+/**
+ * Bytes of a block for `floats` elements: whole 64-byte lines (a cache line; SIMD alignment), with
+ * at least 64 bytes of slack after the elements, as the arena has always given its regions.
+ */
+const blockBytes = (floats: number): number => Math.ceil((floats * 4 + 64) / 64) * 64;
+
+/** Where {@link Wasm.place} put an op's arrays. */
+export interface Placement {
+  /** Byte addresses: the inputs', the outputs', then the scratch regions'. */
+  readonly at: number[];
+  /** Copies the outputs that live outside the memory back from their regions. */
+  done(): void;
+}
 /** Below this many multiply-adds an op runs on the calling thread alone: waking the pool costs more. */
 const PARALLEL_WORK = 1 << 20;
 
@@ -125,6 +141,12 @@ export class Wasm {
   readonly #geometry: Int32Array;
   // ...but a view of the whole memory has to be made anew.
   #heap: Float32Array;
+  // Every buffer object the memory has had (one per size): arrays on any of them live here.
+  readonly #buffers = new WeakSet<SharedArrayBuffer>();
+  // Blocks past ARENA: tensors and the arena, handed out from the top and reused by exact size.
+  #top = ARENA;
+  readonly #free = new Map<number, number[]>();
+  #arena = { at: 0, bytes: 0 };
   #workers: import('node:worker_threads').Worker[] | null = null;
   #started: Promise<void> | null = null;
 
@@ -140,6 +162,7 @@ export class Wasm {
     this.#args = new Float64Array(buffer, ARGS, MAX_ARGS);
     this.#geometry = new Int32Array(buffer, GEOMETRY, 16);
     this.#heap = new Float32Array(buffer);
+    this.#buffers.add(buffer);
     onGrow(buffer.byteLength);
   }
 
@@ -149,21 +172,93 @@ export class Wasm {
    * regions are valid until the next call.
    */
   reserve(...floats: number[]): number[] {
-    let end = ARENA;
-    const at = floats.map((n) => {
+    let end = 0;
+    const offsets = floats.map((n) => {
       const start = end;
-      end += Math.ceil((n * 4 + 64) / 64) * 64;
+      end += blockBytes(n);
       return start;
     });
+    if (end > this.#arena.bytes) {
+      // A larger arena: the old block goes back to the free blocks, where a tensor of its size may take it.
+      if (this.#arena.bytes > 0) this.#release(this.#arena.at, this.#arena.bytes);
+      const at = this.#block(end, MAX_PAGES * PAGE);
+      if (at === null) throw new Error(`cpu backend: an op needs ${end} bytes of WebAssembly memory beside the tensors there, more than the 4 GiB it can address`);
+      this.#arena = { at, bytes: end };
+    }
+    return offsets.map((o) => this.#arena.at + o);
+  }
+
+  /**
+   * Addresses for an op's arrays: an array that lives in this memory (see {@link allocate}) is used
+   * where it is; each other one gets an arena region, inputs copied in. Then one region per count of
+   * floats in `scratch`. Call `done()` after the kernels to copy outputs back to arrays outside.
+   */
+  place(inputs: readonly Float32Array[], outputs: readonly Float32Array[], ...scratch: number[]): Placement {
+    const outside = [...inputs, ...outputs].filter((a) => !this.holds(a));
+    const regions = this.reserve(...outside.map((a) => a.length), ...scratch);
+    let next = 0;
+    const back: [number, Float32Array][] = [];
+    const at = [...inputs, ...outputs].map((a, i) => {
+      if (this.holds(a)) return a.byteOffset;
+      const region = regions[next++];
+      if (i < inputs.length) this.write(region, a);
+      else back.push([region, a]);
+      return region;
+    });
+    at.push(...regions.slice(next));
+    return {
+      at,
+      done: () => {
+        for (const [region, a] of back) this.read(region, a);
+      },
+    };
+  }
+
+  /**
+   * A new array of `length` elements in this memory, where kernels use it without copies; null when
+   * the tensors here would pass RESIDENT_LIMIT (the caller then makes an ordinary array).
+   */
+  allocate(dtype: 'f32' | 'i32', length: number): Float32Array | Int32Array | null {
+    const at = this.#block(blockBytes(length), RESIDENT_LIMIT);
+    if (at === null) return null;
+    const buffer = this.#memory.buffer;
+    return dtype === 'f32' ? new Float32Array(buffer, at, length) : new Int32Array(buffer, at, length);
+  }
+
+  /** Returns an array of {@link allocate} to the free blocks; arrays from elsewhere are ignored. */
+  release(data: Float32Array | Int32Array): void {
+    if (this.holds(data)) this.#release(data.byteOffset, blockBytes(data.length));
+  }
+
+  /** Whether `data` lives in this memory. */
+  holds(data: Float32Array | Int32Array): boolean {
+    return this.#buffers.has(data.buffer as SharedArrayBuffer);
+  }
+
+  /** A free block of `bytes`, reused or new below `limit`; null past it. */
+  #block(bytes: number, limit: number): number | null {
+    const reused = this.#free.get(bytes)?.pop();
+    if (reused !== undefined) return reused;
+    const at = this.#top;
+    // The slack past the top keeps a vector load over the last block's edge inside the memory.
+    const end = at + bytes + 64;
+    if (end > limit) return null;
     const pages = Math.ceil(end / PAGE);
     const have = this.#heap.byteLength / PAGE;
-    if (pages > MAX_PAGES) throw new Error(`cpu backend: an op needs ${end} bytes of WebAssembly memory, more than the 4 GiB it can address`);
     if (pages > have) {
       this.#memory.grow(pages - have);
+      this.#buffers.add(this.#memory.buffer);
       this.#heap = new Float32Array(this.#memory.buffer);
       this.#onGrow(this.#heap.byteLength);
     }
+    this.#top = at + bytes;
     return at;
+  }
+
+  #release(at: number, bytes: number): void {
+    const list = this.#free.get(bytes);
+    if (list) list.push(at);
+    else this.#free.set(bytes, [at]);
   }
 
   /** Copies `data` to byte address `ptr`. */
