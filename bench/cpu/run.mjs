@@ -1,5 +1,6 @@
-// The CPU backend side by side with PyTorch on the CPU, same machine, same run, same thread count.
-// Prints one JSON line per figure: {"bench", "ours", "peer", "unit", "ratio", ...}.
+// The CPU backend side by side with PyTorch on the CPU (and onnxruntime-node for ResNet-50 inference),
+// same machine, same run, same thread count. Prints one JSON line per figure and peer:
+// {"bench", "ours", "peer", "unit", "ratio", "threads", "device", "peerName"}.
 //
 //   node bench/cpu/run.mjs [--threads N] [--only resnet20,gemm1024,...] [--repeat R] [--no-peer]
 //
@@ -8,9 +9,15 @@
 // Needs the built packages (`pnpm build`, or `npx tsc -p tsconfig.build.json` in packages/core,
 // packages/backend-cpu and packages/resnet). The peer is bench/cpu/peer.py, run by `python3` or by
 // the interpreter $PYTHON names, with torch (and torchvision for ResNet-50); without them the
-// figures' peer is null and a notice goes to stderr.
+// figures' peer is null and a notice goes to stderr. onnxruntime-node is installed apart from the
+// workspace by bench/cpu/install-peers.sh; it runs torchvision's ResNet-50 as exported to a temporary
+// folder by export_onnx.py (same interpreter). Without either, its lines have peer null and
+// peerName "onnxruntime-node", and a notice says why.
 import { spawnSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { matmul, noGrad, rand, setBackend, tensor, tidy } from '@residual/core';
@@ -83,6 +90,44 @@ const infer50 = (batch, steps) => async () => {
   return batch / seconds;
 };
 
+/** onnxruntime-node and the exported model, made on first use; null (with a notice) when either is missing. */
+let ortPeer = opts['no-peer'] ? null : undefined;
+const loadOrt = () => {
+  const skip = (why) => {
+    console.error(`bench/cpu: no onnxruntime-node figures (${why})`);
+    return null;
+  };
+  let ort;
+  try {
+    ort = createRequire(new URL('.peers/package.json', import.meta.url))('onnxruntime-node');
+  } catch (e) {
+    return skip(`${e.code === 'MODULE_NOT_FOUND' ? 'not installed' : e.message}; install it with bash bench/cpu/install-peers.sh`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'residual-bench-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const model = join(dir, 'resnet50.onnx');
+  const run = spawnSync(python, [fileURLToPath(new URL('export_onnx.py', import.meta.url)), model], { encoding: 'utf8' });
+  if (run.status !== 0) {
+    const why = run.error?.message ?? run.stderr.trim().split('\n').pop();
+    return skip(`${python} could not export the model: ${why}; set PYTHON to an interpreter with torch and torchvision`);
+  }
+  return { ort, model };
+};
+
+/** Images/s of ResNet-50 in onnxruntime-node, sessions set up as a user would for `threads` cores. */
+const ortInfer50 = (batch, steps) => async () => {
+  if (ortPeer === undefined) ortPeer = loadOrt();
+  if (!ortPeer) return null;
+  const { ort, model } = ortPeer;
+  const session = await ort.InferenceSession.create(model, {
+    intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all',
+  });
+  const images = new ort.Tensor('float32', Float32Array.from({ length: batch * 3 * 224 * 224 }, (_, i) => Math.sin(i)), [batch, 3, 224, 224]);
+  const seconds = await timeIt(() => session.run({ [session.inputNames[0]]: images }), 1, steps);
+  await session.release();
+  return { value: batch / seconds, peer: `onnxruntime-node ${ort.env.versions.node}` };
+};
+
 const gemm = (size, steps) => async () => {
   const a = tensor(Float32Array.from({ length: size * size }, (_, i) => Math.sin(i)), [size, size]);
   const seconds = await timeIt(async () => {
@@ -96,8 +141,8 @@ const gemm = (size, steps) => async () => {
 const BENCHES = [
   { name: 'resnet20', bench: 'resnet20 train step, batch 128', unit: 'images/s', ours: train(20, 128, 5), peer: ['--bench', 'train', '--depth', '20', '--steps', '5'] },
   { name: 'resnet56', bench: 'resnet56 train step, batch 128', unit: 'images/s', ours: train(56, 128, 3), peer: ['--bench', 'train', '--depth', '56', '--steps', '3'] },
-  { name: 'resnet50b1', bench: 'resnet50 inference, batch 1', unit: 'images/s', ours: infer50(1, 10), peer: ['--bench', 'infer50', '--batch', '1', '--steps', '10'] },
-  { name: 'resnet50b16', bench: 'resnet50 inference, batch 16', unit: 'images/s', ours: infer50(16, 3), peer: ['--bench', 'infer50', '--batch', '16', '--steps', '3'] },
+  { name: 'resnet50b1', bench: 'resnet50 inference, batch 1', unit: 'images/s', ours: infer50(1, 10), peer: ['--bench', 'infer50', '--batch', '1', '--steps', '10'], ort: ortInfer50(1, 10) },
+  { name: 'resnet50b16', bench: 'resnet50 inference, batch 16', unit: 'images/s', ours: infer50(16, 3), peer: ['--bench', 'infer50', '--batch', '16', '--steps', '3'], ort: ortInfer50(16, 3) },
   { name: 'gemm1024', bench: 'sgemm 1024x1024x1024', unit: 'GFLOP/s', ours: gemm(1024, 10), peer: ['--bench', 'gemm', '--size', '1024', '--steps', '10'] },
   { name: 'gemm2048', bench: 'sgemm 2048x2048x2048', unit: 'GFLOP/s', ours: gemm(2048, 3), peer: ['--bench', 'gemm', '--size', '2048', '--steps', '3'] },
 ];
@@ -105,18 +150,22 @@ const BENCHES = [
 const only = opts.only?.split(',');
 const unknown = only?.filter((n) => !BENCHES.some((b) => b.name === n)) ?? [];
 if (unknown.length) throw new Error(`--only: unknown bench ${unknown.join(', ')} (known: ${BENCHES.map((b) => b.name).join(', ')})`);
+const better = (p, q) => (q && (!p || q.value > p.value) ? q : p);
 for (const b of BENCHES.filter((x) => !only || only.includes(x.name))) {
   let ours = 0;
   let p = null;
+  let o = null;
   for (let r = 0; r < repeat; r++) {
     ours = Math.max(ours, await b.ours());
-    const q = peer(b.peer);
-    if (q && (!p || q.value > p.value)) p = q;
+    p = better(p, peer(b.peer));
+    if (b.ort) o = better(o, await b.ort());
   }
   const round = (v) => Math.round(v * 100) / 100;
-  console.log(JSON.stringify({
-    bench: b.bench, ours: round(ours), peer: p && round(p.value), unit: b.unit, ratio: p && round(ours / p.value),
-    threads, device: backend.device, peerName: p?.peer ?? null,
+  const line = (q, name) => console.log(JSON.stringify({
+    bench: b.bench, ours: round(ours), peer: q && round(q.value), unit: b.unit, ratio: q && round(ours / q.value),
+    threads, device: backend.device, peerName: q?.peer ?? name,
   }));
+  line(p, null);
+  if (b.ort) line(o, 'onnxruntime-node');
 }
 backend.dispose();
