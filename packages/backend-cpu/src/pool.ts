@@ -42,14 +42,16 @@ const firstMax = (x: Float32Array, xPlane: number, inW: number, h0: number, h1: 
 };
 
 /**
- * A 1x1 window (no padding, as a 1x1 kernel allows none) only subsamples: calls `move(xi, yi)` for
- * each output cell and its one input cell. ResNet's option-A shortcut is such a pool.
+ * A 1x1 window (no padding, as a 1x1 kernel allows none) only subsamples: copies each output cell
+ * from (`forward`) or to its one input cell. ResNet's option-A shortcut is such a pool.
  */
-const forEachSample = (g: Pool2dGeometry, move: (xi: number, yi: number) => void): void => {
+const subsample = (x: Float32Array, y: Float32Array, g: Pool2dGeometry, forward: boolean): void => {
   const { inH, inW, strideH, strideW, outH, outW } = g;
   for (let p = 0, yi = 0; p < g.batch * g.channels; p++) {
     for (let oh = 0; oh < outH; oh++) {
-      for (let ow = 0, xi = (p * inH + oh * strideH) * inW; ow < outW; ow++, yi++, xi += strideW) move(xi, yi);
+      let xi = (p * inH + oh * strideH) * inW;
+      if (forward) for (let ow = 0; ow < outW; ow++, yi++, xi += strideW) y[yi] = x[xi];
+      else for (let ow = 0; ow < outW; ow++, yi++, xi += strideW) x[xi] = y[yi];
     }
   }
 };
@@ -57,7 +59,7 @@ const isSample = (g: Pool2dGeometry): boolean => g.kernelH === 1 && g.kernelW ==
 
 /** y = the maximum of each window. */
 export const maxPool2d = (x: Float32Array, y: Float32Array, g: Pool2dGeometry): void => {
-  if (isSample(g)) forEachSample(g, (xi, yi) => (y[yi] = x[xi]));
+  if (isSample(g)) subsample(x, y, g, true);
   else forEachWindow(g, (xp, o, h0, h1, w0, w1) => (y[o] = x[firstMax(x, xp, g.inW, h0, h1, w0, w1)]));
 };
 
@@ -65,7 +67,7 @@ export const maxPool2d = (x: Float32Array, y: Float32Array, g: Pool2dGeometry): 
 export const maxPool2dBackward = (dy: Float32Array, x: Float32Array, dx: Float32Array, g: Pool2dGeometry): void => {
   dx.fill(0);
   // Strides of at least 1 never land two 1x1 windows on one cell, so no sum is needed.
-  if (isSample(g)) forEachSample(g, (xi, yi) => (dx[xi] = dy[yi]));
+  if (isSample(g)) subsample(dx, dy, g, false);
   else forEachWindow(g, (xp, o, h0, h1, w0, w1) => (dx[firstMax(x, xp, g.inW, h0, h1, w0, w1)] += dy[o]));
 };
 
