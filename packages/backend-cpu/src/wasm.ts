@@ -263,12 +263,12 @@ export class Wasm {
 
   /** Copies `data` to byte address `ptr`. */
   write(ptr: number, data: Float32Array): void {
-    this.#heap.set(data, ptr >> 2);
+    this.#heap.set(data, ptr >>> 2);
   }
 
   /** Copies `out.length` floats from byte address `ptr` into `out`. */
   read(ptr: number, out: Float32Array): void {
-    out.set(this.#heap.subarray(ptr >> 2, (ptr >> 2) + out.length));
+    out.set(this.#heap.subarray(ptr >>> 2, (ptr >>> 2) + out.length));
   }
 
   /** Writes a conv geometry (16 i32) where the conv kernels read it. */
