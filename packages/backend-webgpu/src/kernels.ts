@@ -1,19 +1,21 @@
 /** The kernel table: thin wrappers that allocate outputs and dispatch the programs of `programs/`. */
-import { sizeOf, type Kernels, type Shape, type TensorSpec, type TensorView } from '@residual/core';
-import { batchNormProgram } from './programs/batch-norm.js';
+import { sizeOf, type Kernels, type Pool2dGeometry, type Shape, type TensorSpec, type TensorView } from '@residual/core';
+import type { Program } from './header.js';
+import { batchNormFinishProgram, batchNormPartialProgram, batchNormProgram } from './programs/batch-norm.js';
 import { conv2dBackwardDataProgram } from './programs/conv2d-backward-data.js';
 import { conv2dBackwardFilterProgram, filterSplits } from './programs/conv2d-backward-filter.js';
 import { conv2dProgram } from './programs/conv2d.js';
-import { BINARY_EXPR, COMPARE_EXPR, elementwiseProgram, UNARY_EXPR, type ElementwiseSpec, type Operand } from './programs/elementwise.js';
+import { BINARY_EXPR, COMPARE_EXPR, UNARY_EXPR, type ElementwiseSpec, type Operand } from './programs/elementwise.js';
 import { matmulProgram } from './programs/matmul.js';
 import { pool2dBackwardProgram } from './programs/pool2d-backward.js';
 import { pool2dProgram } from './programs/pool2d.js';
 import { randomProgram } from './programs/random.js';
-import { reduceProgram } from './programs/reduce.js';
+import type { ReduceSpec } from './programs/reduce.js';
 import { sgdProgram } from './programs/sgd.js';
 import { softmaxCrossEntropyProgram } from './programs/softmax-cross-entropy.js';
 import { topkProgram } from './programs/topk.js';
-import type { GpuStorage, Runtime } from './runtime.js';
+import type { Binding, GpuStorage, Runtime } from './runtime.js';
+import { chunksOf, runChunk, runElementwise, runItems, runReduce, whole, type Part } from './split.js';
 import { broadcastView, contiguous, permutedView, windowView, type View } from './views.js';
 
 type Input = TensorView<GpuStorage>;
@@ -29,8 +31,8 @@ const channelView = (shape: Shape, base = 0): View => ({
 /** The kernels of one runtime. */
 export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
   const alloc = (spec: TensorSpec, op: string): GpuStorage => rt.alloc(sizeOf(spec.shape) * 4, op);
-  const ew = (op: string, spec: ElementwiseSpec, inputs: readonly GpuStorage[], out: GpuStorage): void =>
-    rt.run(op, elementwiseProgram(spec), inputs, [out]);
+  const ew = (op: string, spec: ElementwiseSpec, inputs: readonly GpuStorage[], out: GpuStorage): void => runElementwise(rt, op, spec, inputs, out);
+  const reduce = (op: string, spec: ReduceSpec, x: GpuStorage, y: GpuStorage): void => runReduce(rt, op, spec, whole(x), whole(y));
   /** out = expr over the inputs broadcast to the output `o`. */
   const map = (op: string, expr: string, xs: readonly Input[], o: TensorSpec): GpuStorage[] => {
     const y = alloc(o, op);
@@ -47,6 +49,32 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
   /** Writes all of x into the box of `into` (of shape `intoShape`) starting at `begin`. */
   const place = (op: string, x: Input, into: GpuStorage, intoShape: Shape, begin: readonly number[]): void =>
     ew(op, { expr: 'v0', shape: x.shape, inputs: [{ type: x.dtype, view: contiguous(x.shape) }], out: { type: x.dtype, view: windowView(intoShape, begin) } }, [x.storage], into);
+  /** A storage (or part of one) bound as it is in every chunk. */
+  const fixed = (storage: GpuStorage | Binding): Part => ({ storage, item: 0 });
+  /** Bytes per item of a tensor of `size` elements split into `count` items. */
+  const per = (size: number, count: number): number => (count === 0 ? 0 : (size / count) * 4);
+  /** A convolution of a batch (`x`) with a filter `w` bound whole, in chunks of images where too large. */
+  const perImage = (op: string, batch: number, x: Input, w: Input, o: TensorSpec, programOf: (n: number) => Program): GpuStorage => {
+    const y = alloc(o, op);
+    runItems(rt, op, batch, [{ storage: x.storage, item: per(x.size, batch) }, fixed(w.storage)], [{ storage: y, item: per(sizeOf(o.shape), batch) }], programOf);
+    return y;
+  };
+  /** A pooling op (forward or backward) over the planes of its inputs, in chunks of planes where too large. */
+  const pool = (op: string, g: Pool2dGeometry, xs: readonly Input[], o: TensorSpec, programOf: (g: Pool2dGeometry) => Program): GpuStorage => {
+    const y = alloc(o, op);
+    const planes = g.batch * g.channels;
+    runItems(rt, op, planes, xs.map((t) => ({ storage: t.storage, item: per(t.size, planes) })), [{ storage: y, item: per(sizeOf(o.shape), planes) }], (n) =>
+      programOf({ ...g, batch: n, channels: 1 }),
+    );
+    return y;
+  };
+  /** A per-row op over tensors whose leading axis is the row (logits [N, C], labels [N], ...), in chunks of rows where too large. */
+  const perRow = (op: string, xs: readonly Input[], o: TensorSpec, programOf: (n: number) => Program): GpuStorage => {
+    const y = alloc(o, op);
+    const rows = xs[0].shape[0];
+    runItems(rt, op, rows, xs.map((t) => ({ storage: t.storage, item: per(t.size, rows) })), [{ storage: y, item: per(sizeOf(o.shape), rows) }], programOf);
+    return y;
+  };
   const fill = (op: string, o: TensorSpec, value: number): GpuStorage => {
     const y = alloc(o, op);
     ew(op, { expr: 'u.value', shape: o.shape, inputs: [], out: { type: o.dtype }, value }, [], y);
@@ -69,75 +97,100 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
     fill: (_, { value }, [o]) => [fill('fill', o, value)],
     reduce: ({ x }, { fn, axes }, [o]) => {
       const y = alloc(o, `reduce(${fn})`);
-      rt.run(`reduce(${fn})`, reduceProgram({ fn, type: x.dtype, shape: x.shape, axes }), [x.storage], [y]);
+      reduce(`reduce(${fn})`, { fn, type: x.dtype, shape: x.shape, axes }, x.storage, y);
       return [y];
     },
     argmax: ({ x }, { axis }, [o]) => {
       const y = alloc(o, 'argmax');
-      rt.run('argmax', reduceProgram({ fn: 'argmax', type: x.dtype, shape: x.shape, axes: [axis] }), [x.storage], [y]);
+      reduce('argmax', { fn: 'argmax', type: x.dtype, shape: x.shape, axes: [axis] }, x.storage, y);
       return [y];
     },
     topk: ({ x }, { k }, [vo, io]) => {
-      const values = alloc(vo, 'topk');
-      const indices = alloc(io, 'topk');
+      const [values, indices] = [alloc(vo, 'topk'), alloc(io, 'topk')];
       const length = x.shape[x.shape.length - 1];
-      rt.run('topk', topkProgram(x.dtype, length === 0 ? 0 : x.size / length, length, k), [x.storage], [values, indices]);
+      const rows = length === 0 ? 0 : x.size / length;
+      runItems(rt, 'topk', rows, [{ storage: x.storage, item: length * 4 }], [values, indices].map((storage) => ({ storage, item: k * 4 })), (n) =>
+        topkProgram(x.dtype, n, length, k),
+      );
       return [values, indices];
     },
     matmul: ({ a, b }, { transA, transB }, [o]) => {
-      const y = alloc(o, 'matmul');
-      rt.run('matmul', matmulProgram(a.shape, b.shape, transA, transB, o.shape, rt.gemmKernel), [a.storage, b.storage], [y]);
+      const op = 'matmul';
+      const y = alloc(o, op);
+      const [m, n] = o.shape.slice(-2);
+      const depth = transA ? a.shape.at(-2)! : a.shape.at(-1)!;
+      const batch = sizeOf(o.shape.slice(0, -2));
+      const program = (aShape: Shape, bShape: Shape, outShape: Shape) => matmulProgram(aShape, bShape, transA, transB, outShape, rt.gemmKernel);
+      const unsplit = program(a.shape, b.shape, o.shape);
+      if (!transA && b.shape.length === 2) {
+        // Rows of A (of every batch) against all of B.
+        runItems(rt, op, batch * m, [{ storage: a.storage, item: depth * 4 }, fixed(b.storage)], [{ storage: y, item: n * 4 }], (r) =>
+          r === batch * m ? unsplit : program([r, depth], b.shape, [r, n]),
+        );
+      } else if ([a, b].every((t) => t.shape.length === o.shape.length && t.shape.slice(0, -2).every((d, i) => d === o.shape[i]))) {
+        // Whole matrices of unbroadcast batches.
+        const parts = [a.storage, b.storage, y].map((storage, i) => ({ storage, item: per([a.size, b.size, m * n * batch][i], batch) }));
+        runItems(rt, op, batch, parts.slice(0, 2), parts.slice(2), (r) => (r === batch ? unsplit : program([r, ...a.shape.slice(-2)], [r, ...b.shape.slice(-2)], [r, m, n])));
+      } else rt.run(op, unsplit, [a.storage, b.storage], [y]);
       return [y];
     },
-    conv2d: ({ x, w }, g, [o]) => {
-      const y = alloc(o, 'conv2d');
-      rt.run('conv2d', conv2dProgram(g, rt.gemmKernel), [x.storage, w.storage], [y]);
-      return [y];
-    },
-    conv2dBackwardData: ({ dy, w }, g, [o]) => {
-      const dx = alloc(o, 'conv2dBackwardData');
-      rt.run('conv2dBackwardData', conv2dBackwardDataProgram(g, rt.gemmKernel), [dy.storage, w.storage], [dx]);
-      return [dx];
-    },
+    conv2d: ({ x, w }, g, [o]) => [perImage('conv2d', g.batch, x, w, o, (n) => conv2dProgram({ ...g, batch: n }, rt.gemmKernel))],
+    conv2dBackwardData: ({ dy, w }, g, [o]) => [
+      perImage('conv2dBackwardData', g.batch, dy, w, o, (n) => conv2dBackwardDataProgram({ ...g, batch: n }, rt.gemmKernel)),
+    ],
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => {
       const op = 'conv2dBackwardFilter';
-      const splits = filterSplits(g, rt.gemmKernel);
-      const dw = alloc(o, op);
-      if (splits === 1) {
+      const weights = sizeOf(o.shape);
+      const parts = [x, dy].map((t) => ({ storage: t.storage, item: per(t.size, g.batch) }));
+      const chunks = chunksOf(rt, op, g.batch, parts);
+      const splits = chunks.map(({ n }) => filterSplits({ ...g, batch: n }, rt.gemmKernel));
+      // Each chunk of the batch writes its split-K partial sums as rows of `partial`, which are then
+      // summed. Rows a chunk binds apart start aligned, so they are padded, and so is dw (its padding
+      // sums the rows' unwritten padding, and is never read).
+      const stride = chunks.length === 1 ? weights : Math.ceil(weights / (rt.bindAlign / 4)) * (rt.bindAlign / 4);
+      const dw = rt.alloc(stride * 4, op);
+      if (chunks.length === 1 && splits[0] === 1) {
         rt.run(op, conv2dBackwardFilterProgram(g, 1, rt.gemmKernel), [x.storage, dy.storage], [dw]);
         return [dw];
       }
-      const partial = alloc({ shape: [splits, ...o.shape], dtype: 'f32' }, op);
-      rt.run(op, conv2dBackwardFilterProgram(g, splits, rt.gemmKernel), [x.storage, dy.storage], [partial]);
-      rt.run(op, reduceProgram({ fn: 'sum', type: 'f32', shape: [splits, sizeOf(o.shape)], axes: [0] }), [partial], [dw]);
+      const rows = splits.reduce((a, b) => a + b, 0);
+      const partial = rt.alloc(rows * stride * 4, op);
+      let row = 0;
+      chunks.forEach(({ first, n }, j) => {
+        const program = conv2dBackwardFilterProgram({ ...g, batch: n }, splits[j], rt.gemmKernel, stride);
+        if (chunks.length === 1) rt.run(op, program, [x.storage, dy.storage], [partial]);
+        else runChunk(rt, op, program, parts, [fixed({ storage: partial, offset: row * stride * 4, size: splits[j] * stride * 4 })], first, n);
+        row += splits[j];
+      });
+      reduce(op, { fn: 'sum', type: 'f32', shape: [rows, stride], axes: [0] }, partial, dw);
       rt.free(partial);
       return [dw];
     },
-    maxPool2d: ({ x }, g, [o]) => {
-      const y = alloc(o, 'maxPool2d');
-      rt.run('maxPool2d', pool2dProgram('max', g), [x.storage], [y]);
-      return [y];
-    },
-    maxPool2dBackward: ({ dy, x }, g, [o]) => {
-      const dx = alloc(o, 'maxPool2dBackward');
-      rt.run('maxPool2dBackward', pool2dBackwardProgram('max', g), [dy.storage, x.storage], [dx]);
-      return [dx];
-    },
-    avgPool2d: ({ x }, g, [o]) => {
-      const y = alloc(o, 'avgPool2d');
-      rt.run('avgPool2d', pool2dProgram('avg', g), [x.storage], [y]);
-      return [y];
-    },
-    avgPool2dBackward: ({ dy }, g, [o]) => {
-      const dx = alloc(o, 'avgPool2dBackward');
-      rt.run('avgPool2dBackward', pool2dBackwardProgram('avg', g), [dy.storage], [dx]);
-      return [dx];
-    },
+    maxPool2d: ({ x }, g, [o]) => [pool('maxPool2d', g, [x], o, (n) => pool2dProgram('max', n))],
+    maxPool2dBackward: ({ dy, x }, g, [o]) => [pool('maxPool2dBackward', g, [dy, x], o, (n) => pool2dBackwardProgram('max', n))],
+    avgPool2d: ({ x }, g, [o]) => [pool('avgPool2d', g, [x], o, (n) => pool2dProgram('avg', n))],
+    avgPool2dBackward: ({ dy }, g, [o]) => [pool('avgPool2dBackward', g, [dy], o, (n) => pool2dBackwardProgram('avg', n))],
     batchNormTrain: ({ x, gamma, beta }, { eps }, [yo, mo, io]) => {
       const op = 'batchNormTrain';
       const [n, c] = x.shape;
+      const inner = x.size / (n * c);
       const [y, mean, invstd, scale] = [alloc(yo, op), alloc(mo, op), alloc(io, op), alloc(mo, op)];
-      rt.run(op, batchNormProgram('forward', n, c, x.size / (n * c), eps), [x.storage, gamma.storage], [mean, invstd, scale]);
+      const xs = { storage: x.storage, item: per(x.size, n) };
+      const chunks = chunksOf(rt, op, n, [xs]);
+      if (chunks.length === 1) rt.run(op, batchNormProgram('forward', n, c, inner, eps), [x.storage, gamma.storage], [mean, invstd, scale]);
+      else {
+        // Two passes over the chunks, as the unsplit program makes over the whole: the mean, then squares about it.
+        const part = alloc({ shape: [chunks.length, c], dtype: 'f32' }, op);
+        const sums = (kind: 'sum' | 'sqdev') =>
+          chunks.forEach(({ first, n: m }, j) =>
+            runChunk(rt, op, batchNormPartialProgram(kind, m, c, inner, j), kind === 'sum' ? [xs] : [xs, fixed(mean)], [fixed(part)], first, m),
+          );
+        sums('sum');
+        rt.run(op, batchNormFinishProgram('mean', chunks.length, c, n * inner), [part], [mean]);
+        sums('sqdev');
+        rt.run(op, batchNormFinishProgram('forward', chunks.length, c, n * inner, eps), [part, mean, gamma.storage], [invstd, scale]);
+        rt.free(part);
+      }
       const ch = channelView(x.shape);
       ew(
         op,
@@ -152,8 +205,18 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       const op = 'batchNormBackward';
       const [n, c] = x.shape;
       const [dx, dgamma, dbeta, coef] = [alloc(dxo, op), alloc(go, op), alloc(bo, op), alloc({ shape: [3 * c], dtype: 'f32' }, op)];
-      const stats = [dy, x, gamma, mean, invstd].map((t) => t.storage);
-      rt.run(op, batchNormProgram('backward', n, c, x.size / (n * c)), stats, [dgamma, dbeta, coef]);
+      const inner = x.size / (n * c);
+      const parts = [dy, x].map((t) => ({ storage: t.storage, item: per(t.size, n) }));
+      const chunks = chunksOf(rt, op, n, parts);
+      if (chunks.length === 1) rt.run(op, batchNormProgram('backward', n, c, inner), [dy, x, gamma, mean, invstd].map((t) => t.storage), [dgamma, dbeta, coef]);
+      else {
+        const part = alloc({ shape: [chunks.length, 2, c], dtype: 'f32' }, op);
+        chunks.forEach(({ first, n: m }, j) =>
+          runChunk(rt, op, batchNormPartialProgram('grad', m, c, inner, j), [...parts, fixed(mean.storage)], [fixed(part)], first, m),
+        );
+        rt.run(op, batchNormFinishProgram('backward', chunks.length, c, n * inner), [part, gamma.storage, invstd.storage], [dgamma, dbeta, coef]);
+        rt.free(part);
+      }
       const own = contiguous(x.shape);
       const views = [own, own, channelView(x.shape), channelView(x.shape, c), channelView(x.shape), channelView(x.shape, 2 * c)];
       ew(
@@ -178,18 +241,12 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       ew('channelAffine', { expr: 'v0 * v1 + v2', shape: x.shape, inputs, out: { type: 'f32' } }, [x.storage, scale.storage, shift.storage], y);
       return [y];
     },
-    softmaxCrossEntropy: ({ logits, labels }, { smoothing }, [o]) => {
-      const y = alloc(o, 'softmaxCrossEntropy');
-      const [n, c] = logits.shape;
-      rt.run('softmaxCrossEntropy', softmaxCrossEntropyProgram('forward', n, c, smoothing), [logits.storage, labels.storage], [y]);
-      return [y];
-    },
-    softmaxCrossEntropyBackward: ({ logits, labels, dloss }, { smoothing }, [o]) => {
-      const y = alloc(o, 'softmaxCrossEntropyBackward');
-      const [n, c] = logits.shape;
-      rt.run('softmaxCrossEntropyBackward', softmaxCrossEntropyProgram('backward', n, c, smoothing), [logits.storage, labels.storage, dloss.storage], [y]);
-      return [y];
-    },
+    softmaxCrossEntropy: ({ logits, labels }, { smoothing }, [o]) => [
+      perRow('softmaxCrossEntropy', [logits, labels], o, (n) => softmaxCrossEntropyProgram('forward', n, logits.shape[1], smoothing)),
+    ],
+    softmaxCrossEntropyBackward: ({ logits, labels, dloss }, { smoothing }, [o]) => [
+      perRow('softmaxCrossEntropyBackward', [logits, labels, dloss], o, (n) => softmaxCrossEntropyProgram('backward', n, logits.shape[1], smoothing)),
+    ],
     permute: ({ x }, { perm }, [o]) => gather('permute', x, permutedView(x.shape, perm), o),
     slice: ({ x }, { begin }, [o]) => gather('slice', x, windowView(x.shape, begin), o),
     pad: ({ x }, { pads, value }, [o]) => {
@@ -209,12 +266,18 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
     broadcastTo: ({ x }, _, [o]) => gather('broadcastTo', x, broadcastView(x.shape, o.shape), o),
     sgdUpdate: ({ param, grad, momentum }, attrs) => {
       const outs = attrs.momentum !== 0 ? [param.storage, momentum.storage] : [param.storage];
-      rt.run('sgdUpdate', sgdProgram(param.size, attrs), [grad.storage], outs);
+      const elements = (s: GpuStorage) => ({ storage: s, item: 4 });
+      runItems(rt, 'sgdUpdate', param.size, [elements(grad.storage)], outs.map(elements), (n) => sgdProgram(n, attrs));
       return [];
     },
     randomFill: (_, attrs, [o]) => {
       const y = alloc(o, 'randomFill');
-      rt.run('randomFill', randomProgram(sizeOf(o.shape), attrs), [], [y]);
+      // 4-byte items chunk in multiples of 64, so a chunk starts on a whole Philox block and draws from the counter advanced by the blocks before it.
+      const per = attrs.dist === 'uniform' ? 4 : 2;
+      runItems(rt, 'randomFill', sizeOf(o.shape), [], [{ storage: y, item: 4 }], (n, first) => {
+        const lo = attrs.counter[0] + first / per;
+        return randomProgram(n, { ...attrs, counter: [lo >>> 0, (attrs.counter[1] + Math.floor(lo / 2 ** 32)) >>> 0] });
+      });
       return [y];
     },
   } satisfies Kernels<GpuStorage>;

@@ -3,7 +3,8 @@
  * The WebGPU runtime under the kernels: pooled storage buffers, one command encoder (and one open
  * compute pass) that batches many dispatches per submit, per-dispatch uniforms packed into one
  * arena (bound at a dynamic offset), a pipeline cache keyed by shaderKey, a bind-group cache keyed
- * by pipeline and buffers (the pool hands a training loop the same buffers every step), async
+ * by pipeline and bindings (the pool hands a training loop the same buffers every step), bindings
+ * of whole storages or of parts of them (for ops split past the binding limit, see split.ts), async
  * reads through staging buffers, and GPU errors turned into errors thrown by the next call (WebGPU
  * reports them asynchronously).
  */
@@ -18,10 +19,18 @@ const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STOR
 const MAP_MODE_READ = 0x1;
 const STAGE_COMPUTE = 0x4;
 
-/** The backend's storage: a pooled GPU buffer of `capacity` bytes (a size class). */
+/** The backend's storage: a pooled GPU buffer of `capacity` bytes (a size class) holding `bytes` bytes of data. */
 export interface GpuStorage {
   readonly buffer: GPUBuffer;
   readonly capacity: number;
+  readonly bytes: number;
+}
+
+/** A range of a storage bound to one binding of a program: `offset` and `size` in bytes. */
+export interface Binding {
+  readonly storage: GpuStorage;
+  readonly offset: number;
+  readonly size: number;
 }
 
 /** Tuning knobs of the runtime. */
@@ -33,6 +42,12 @@ export interface RuntimeOptions {
    * (a fallback adapter such as lavapipe) with subgroups of at least 8, else 'shared-tiles'.
    */
   readonly gemmKernel?: GemmKernel;
+  /**
+   * The largest storage binding, in bytes, an op may use before it is split into several
+   * dispatches over parts of its tensors: the device's maxStorageBufferBindingSize, or less (down
+   * to 1024) to make splitting happen on small tensors, as the tests do.
+   */
+  readonly maxBindingBytes?: number;
 }
 
 /** Counts that show the runtime's batching and reuse at work. */
@@ -41,6 +56,8 @@ export interface RuntimeCounters {
   readonly submits: number;
   /** Pipelines built (one per distinct shaderKey). */
   readonly pipelines: number;
+  /** Dispatches recorded (an op split to fit the binding limit records several). */
+  readonly dispatches: number;
   /** GPU buffers ever created (storage and staging); flat once the pool has warmed up. */
   readonly buffersCreated: number;
 }
@@ -65,6 +82,14 @@ export class Runtime {
   readonly device: GPUDevice;
   /** The GEMM kernel the programs of this device use. */
   readonly gemmKernel: GemmKernel;
+  /** The largest binding, in bytes, of any dispatch (see `RuntimeOptions.maxBindingBytes`). */
+  readonly maxBinding: number;
+  /**
+   * Where a binding of part of a storage may start: a multiple of this many bytes. At least 256
+   * (WebGPU's default minStorageBufferOffsetAlignment) whatever the device allows, so an op splits
+   * alike on every device and a CPU adapter's tests cover what a GPU runs.
+   */
+  readonly bindAlign: number;
   readonly #handle: GpuHandle;
   readonly #limits: GPUSupportedLimits;
   readonly #maxDispatches: number;
@@ -85,6 +110,7 @@ export class Runtime {
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
   #dispatches = 0;
+  #dispatchesTotal = 0;
   #arenaUsed = 0;
   #ops = new Set<string>();
   /** Count of submits so far: a buffer freed in epoch e is safe to overwrite from the queue once e < epoch. */
@@ -113,6 +139,14 @@ export class Runtime {
       this.device.destroy();
       throw new Error(`webgpu backend: ${refusal}`);
     }
+    const bindingLimit = this.#limits.maxStorageBufferBindingSize;
+    const wanted = options.maxBindingBytes ?? bindingLimit;
+    if (!(wanted >= 1024)) {
+      this.device.destroy();
+      throw new Error(`webgpu backend: maxBindingBytes must be a number of bytes of at least 1024 (got ${wanted})`);
+    }
+    this.maxBinding = Math.floor(Math.min(wanted, bindingLimit) / 4) * 4;
+    this.bindAlign = Math.max(256, this.#limits.minStorageBufferOffsetAlignment);
     this.#uniformAlign = this.#limits.minUniformBufferOffsetAlignment;
     this.#uniforms = this.device.createBuffer({ size: ARENA_BYTES, usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'uniform arena' });
     this.device.onuncapturederror = (ev) => this.#fail(`webgpu: ${ev.error.message}`);
@@ -134,18 +168,20 @@ export class Runtime {
     return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'WebGPU adapter';
   }
 
-  /** A storage of at least `bytes` bytes (4 at least: WebGPU has no empty bindings). */
+  /**
+   * A storage of at least `bytes` bytes (4 at least: WebGPU has no empty bindings). It may exceed
+   * the binding limit: the ops that split bind it a part at a time.
+   */
   alloc(bytes: number, op: string, forUpload = false): GpuStorage {
     this.check();
     const need = Math.max(4, bytes);
-    const limit = this.#limits.maxStorageBufferBindingSize;
-    if (need > limit) throw new Error(`webgpu ${op}: a tensor of ${need} bytes exceeds this device's maxStorageBufferBindingSize (${limit} bytes)`);
-    // A class never exceeds the binding limit, so the whole buffer can always be bound.
+    const limit = this.#limits.maxBufferSize;
+    if (need > limit) throw new Error(`webgpu ${op}: a tensor of ${need} bytes exceeds this device's maxBufferSize (${limit} bytes)`);
     const capacity = Math.min(sizeClass(need), limit - (limit % 4));
     const create = () => this.#createBuffer(capacity, USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST, op);
     // Uploads write through the queue, ahead of unsubmitted commands, so they need a buffer no such command uses.
     const buffer = this.#storage.acquire(capacity, create, forUpload && this.#encoder ? this.#epoch : Infinity);
-    const storage = { buffer, capacity };
+    const storage = { buffer, capacity, bytes: need };
     this.#live.add(storage);
     this.#notePeak();
     return storage;
@@ -165,10 +201,16 @@ export class Runtime {
     this.#storage.release(s.buffer, s.capacity, this.#epoch);
   }
 
-  /** Records one dispatch of `program` over `inputs` (read-only) and `outputs` (read-write). */
-  run(op: string, program: Program, inputs: readonly GpuStorage[], outputs: readonly GpuStorage[]): void {
+  /**
+   * Records one dispatch of `program` over `inputs` (read-only) and `outputs` (read-write), each a
+   * whole storage or a binding of part of one. Throws, naming the op and the binding, where one
+   * exceeds the binding limit (an op that does not split its tensors).
+   */
+  run(op: string, program: Program, inputs: readonly (GpuStorage | Binding)[], outputs: readonly (GpuStorage | Binding)[]): void {
     this.check();
     if (program.dispatch === 0) return;
+    const decls = [...program.inputs, ...program.outputs];
+    const bindings = [...inputs, ...outputs].map((b, i) => this.#binding(op, decls[i].name, b));
     const grid = this.#grid(program.dispatch, op);
     const uniformLayoutOf = uniformLayout(program);
     const { pipeline, layout } = this.#pipeline(program, signatureOf(program, uniformLayoutOf.words));
@@ -180,17 +222,18 @@ export class Runtime {
     packUniforms(program, uniformLayoutOf, this.#arenaView, offset);
     const pass = this.#computePass();
     pass.setPipeline(pipeline);
-    pass.setBindGroup(0, this.#bindGroup(program.shaderKey, layout, bytes, [...inputs, ...outputs]), [offset]);
+    pass.setBindGroup(0, this.#bindGroup(program.shaderKey, layout, bytes, bindings), [offset]);
     pass.dispatchWorkgroups(grid[0], grid[1]);
+    this.#dispatchesTotal++;
     this.#ops.add(op);
     if (++this.#dispatches >= this.#maxDispatches) this.flush();
   }
 
-  /** Records a copy of the first `bytes` bytes of `src` into `dst`. */
-  copy(op: string, src: GpuStorage, dst: GpuStorage, bytes: number): void {
+  /** Records a copy of `bytes` bytes of `src` from byte `from` into `dst` at byte `to` (multiples of 4). */
+  copy(op: string, src: GpuStorage, dst: GpuStorage, bytes: number, from = 0, to = 0): void {
     this.check();
     if (bytes === 0) return;
-    this.#encoderForCopy().copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, bytes);
+    this.#encoderForCopy().copyBufferToBuffer(src.buffer, from, dst.buffer, to, bytes);
     this.#ops.add(op);
   }
 
@@ -258,7 +301,7 @@ export class Runtime {
 
   /** Submits, pipelines and buffers created so far. */
   counters(): RuntimeCounters {
-    return { submits: this.#epoch, pipelines: this.#pipelines.size, buffersCreated: this.#buffersCreated };
+    return { submits: this.#epoch, pipelines: this.#pipelines.size, dispatches: this.#dispatchesTotal, buffersCreated: this.#buffersCreated };
   }
 
   /** Destroys every buffer and the device. */
@@ -314,13 +357,29 @@ export class Runtime {
     return buffer;
   }
 
-  /** The bind group of a program's layout over `buffers`, made once per distinct set of buffers. */
-  #bindGroup(shaderKey: string, layout: GPUBindGroupLayout, uniformBytes: number, buffers: readonly GpuStorage[]): GPUBindGroup {
-    const key = `${shaderKey}|${buffers.map((s) => this.#bufferIds.get(s.buffer)).join(',')}`;
+  /** A storage as a binding (the whole of it), checked against the binding limit. */
+  #binding(op: string, name: string, b: GpuStorage | Binding): Binding {
+    const part = 'storage' in b;
+    const size = part ? b.size : b.bytes;
+    if (size > this.maxBinding) {
+      throw new Error(
+        `webgpu ${op}: '${name}' needs a binding of ${size} bytes, over the limit of ${this.maxBinding} (maxStorageBufferBindingSize or the maxBindingBytes option), and ${op} cannot split it here`,
+      );
+    }
+    if (!part) return { storage: b, offset: 0, size: Math.min(b.capacity, this.maxBinding) };
+    if (b.offset % this.bindAlign !== 0 || size % 4 !== 0 || size <= 0 || b.offset + size > b.storage.capacity) {
+      throw new Error(`webgpu ${op}: binding '${name}' of bytes [${b.offset}, ${b.offset + size}) is not a valid part of a ${b.storage.capacity}-byte buffer`);
+    }
+    return b;
+  }
+
+  /** The bind group of a program's layout over `bindings`, made once per distinct set of them. */
+  #bindGroup(shaderKey: string, layout: GPUBindGroupLayout, uniformBytes: number, bindings: readonly Binding[]): GPUBindGroup {
+    const key = `${shaderKey}|${bindings.map((b) => `${this.#bufferIds.get(b.storage.buffer)}@${b.offset}+${b.size}`).join(',')}`;
     let group = this.#bindGroups.get(key);
     if (!group) {
       const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.#uniforms, size: uniformBytes } }];
-      buffers.forEach((s, i) => entries.push({ binding: i + 1, resource: { buffer: s.buffer } }));
+      bindings.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b.storage.buffer, offset: b.offset, size: b.size } }));
       group = this.device.createBindGroup({ layout, entries, label: shaderKey });
       if (this.#bindGroups.size >= MAX_BIND_GROUPS) this.#bindGroups.clear();
       this.#bindGroups.set(key, group);

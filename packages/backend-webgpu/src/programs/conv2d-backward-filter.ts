@@ -19,9 +19,13 @@ export const filterSplits = (g: Conv2dGeometry, kernel: GemmKernel): number => {
   return Math.max(1, Math.min(Math.ceil(512 / tiles), Math.floor((g.batch * g.outH * g.outW) / 1024), 64));
 };
 
-/** The program of the `splits` partial sums of dw = conv2dBackwardFilter(x, dy) on `kernel`, laid out [splits, ...dw.shape]. */
-export const conv2dBackwardFilterProgram = (g: Conv2dGeometry, splits: number, kernel: GemmKernel): Program =>
-  gemmProgram(
+/**
+ * The program of the `splits` partial sums of dw = conv2dBackwardFilter(x, dy) on `kernel`, laid
+ * out [splits, ...dw.shape] with `stride` elements from one to the next (default: dw's size).
+ */
+export const conv2dBackwardFilterProgram = (g: Conv2dGeometry, splits: number, kernel: GemmKernel, stride?: number): Program => {
+  const weights = g.outChannels * (g.inChannels / g.groups) * g.kernelH * g.kernelW;
+  return gemmProgram(
     {
       key: 'conv2dBackwardFilter',
       batch: g.groups,
@@ -33,7 +37,7 @@ export const conv2dBackwardFilterProgram = (g: Conv2dGeometry, splits: number, k
         { name: 'dy', type: 'f32' },
       ],
       output: { name: 'dw', type: 'f32' },
-      uniforms: [...convUniforms(g), { name: 'weights', type: 'u32', value: g.outChannels * (g.inChannels / g.groups) * g.kernelH * g.kernelW }],
+      uniforms: [...convUniforms(g), { name: 'weights', type: 'u32', value: stride ?? weights }],
       splits,
       loaders: `${INPUT_TAPS}
 alias Dep = Pixel;
@@ -48,3 +52,4 @@ fn storeC(g: u32, kq: u32, t: Tap, v: f32) { dw[split * u.weights + (g * u.kg + 
     },
     kernel,
   );
+};

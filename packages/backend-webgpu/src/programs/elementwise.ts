@@ -60,14 +60,14 @@ fn powI(a: i32, b: i32) -> i32 {
   return r;
 }`;
 
-const index = (a: Access, k: number): string => (a === 'c' ? 'i' : a === 'z' ? `bases(${k}u)` : `at${k}`);
+const index = (a: Access, k: number): string => (a === 'c' ? 'i + u.lead' : a === 'z' ? `bases(${k}u)` : `at${k}`);
 
 /** WGSL placing element i in every strided operand: one walk over the axes, shared by all of them. */
 const stridedOffsets = (access: readonly Access[], rank: number): string => {
   const ks = access.flatMap((a, k) => (a === 's' ? [k] : []));
   if (!ks.length) return '';
   return `${ks.map((k) => `  var at${k} = bases(${k}u);`).join('\n')}
-  var rem = i;
+  var rem = u.first + i;
   for (var d = ${rank}u; d > 0u; d--) {
     let n = shape(d - 1u);
     let c = rem % n;
@@ -77,16 +77,38 @@ ${ks.map((k) => `    at${k} += c * strides(${k * rank}u + d - 1u);`).join('\n')}
 `;
 };
 
-/** The program of one elementwise map. */
-export const elementwiseProgram = (spec: ElementwiseSpec): Program => {
+/** The map's iteration with its axes merged, and how each operand (inputs, then output) is indexed. */
+const planOf = (spec: ElementwiseSpec) => {
+  const { shape, views } = collapse(spec.shape, [...spec.inputs.map((o) => o.view), spec.out.view ?? contiguous(spec.shape)]);
+  return { shape, views, access: views.map((v) => accessOf(v, shape)) };
+};
+
+/**
+ * Part of a map: positions [first, first + count) of the iteration, with operand k (inputs, then
+ * output) bound from element `shifts[k]` of its buffer. Operands read in their own order ('c')
+ * must be bound from the same element.
+ */
+export interface Piece {
+  readonly first: number;
+  readonly count: number;
+  readonly shifts: readonly number[];
+}
+
+/** The program of one elementwise map, or of a piece of it (see {@link elementwisePieces}). */
+export const elementwiseProgram = (spec: ElementwiseSpec, piece?: Piece): Program => {
   const { inputs, out } = spec;
-  const { shape, views } = collapse(spec.shape, [...inputs.map((o) => o.view), out.view ?? contiguous(spec.shape)]);
-  const access = views.map((v) => accessOf(v, shape));
+  const { shape, views, access } = planOf(spec);
   const strided = access.includes('s');
-  const size = sizeOf(shape);
-  const uniforms: UniformField[] = [{ name: 'size', type: 'u32', value: size }];
+  const size = piece?.count ?? sizeOf(shape);
+  const uniforms: UniformField[] = [
+    { name: 'size', type: 'u32', value: size },
+    { name: 'first', type: 'u32', value: piece?.first ?? 0 },
+    // Where operands read in their own order ('c') start in their bindings (all alike: at the piece's start).
+    { name: 'lead', type: 'u32', value: piece && access.includes('c') ? piece.first - piece.shifts[access.indexOf('c')] : 0 },
+  ];
   if (spec.value !== undefined) uniforms.push({ name: 'value', type: out.type, value: spec.value });
-  uniforms.push({ name: 'bases', type: 'u32', value: views.map((v) => v.base) });
+  // u32 arithmetic wraps, so a base below its binding's start still lands on the right element.
+  uniforms.push({ name: 'bases', type: 'u32', value: views.map((v, k) => (v.base - (piece?.shifts[k] ?? 0)) >>> 0) });
   if (strided) {
     uniforms.push({ name: 'shape', type: 'u32', value: [...shape] });
     uniforms.push({ name: 'strides', type: 'u32', value: views.flatMap((v) => [...v.strides]) });
@@ -110,6 +132,79 @@ ${strided ? stridedOffsets(access, shape.length) : ''}${inputs.map((_, k) => `  
   dst[${index(access[inputs.length], inputs.length)}] = ${spec.expr};
 }`,
   };
+};
+
+/** Row-major coordinates of position p of `shape`. */
+const coordsOf = (shape: readonly number[], p: number): number[] => {
+  const c = shape.map(() => 0);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    c[d] = p % shape[d];
+    p = Math.floor(p / shape[d]);
+  }
+  return c;
+};
+
+/**
+ * Elements [lo, hi] of its buffer that a view (strides >= 0) may touch over positions [a, b). Where
+ * each axis steps past all the axes after it (a window, a slice), offsets grow with the position
+ * and [a, b) spans from a's element to b - 1's. Otherwise the axes before the first one where a and
+ * b - 1 differ are fixed, that axis runs between them, and the axes after it are taken whole.
+ */
+const touched = (shape: readonly number[], view: View, a: number, b: number): [number, number] => {
+  const [ca, cb] = [coordsOf(shape, a), coordsOf(shape, b - 1)];
+  const at = (c: readonly number[]) => c.reduce((o, x, d) => o + x * view.strides[d], view.base);
+  let extent = 0;
+  const ordered = shape.every((_, d) => {
+    const e = shape.length - 1 - d;
+    const ok = view.strides[e] >= extent;
+    extent += (shape[e] - 1) * view.strides[e];
+    return ok;
+  });
+  if (ordered) return [at(ca), at(cb)];
+  const d0 = ca.findIndex((c, d) => c !== cb[d]);
+  let [lo, hi] = [view.base, view.base];
+  shape.forEach((n, d) => {
+    if (d0 < 0 || d < d0) {
+      lo += ca[d] * view.strides[d];
+      hi += ca[d] * view.strides[d];
+    } else if (d === d0) {
+      lo += ca[d] * view.strides[d];
+      hi += cb[d] * view.strides[d];
+    } else hi += (n - 1) * view.strides[d];
+  });
+  return [lo, hi];
+};
+
+/**
+ * The map cut into pieces whose every operand fits a binding of `limit` elements starting at a
+ * multiple of `align` elements, each with the element range [start, end) of every operand
+ * (inputs, then output) to bind: from each piece's start, the longest that fits. Null where that
+ * leaves pieces of under 64 positions on average (a transpose of a tensor larger than the limit).
+ */
+export const elementwisePieces = (spec: ElementwiseSpec, limit: number, align: number): { piece: Piece; ranges: [number, number][] }[] | null => {
+  const { shape, views, access } = planOf(spec);
+  const size = sizeOf(shape);
+  const rangesOf = (first: number, count: number) =>
+    views.map((v, k): [number, number] => {
+      const [lo, hi] = access[k] === 'c' ? [first, first + count - 1] : touched(shape, v, first, first + count);
+      return [lo - (lo % align), hi + 1];
+    });
+  const fits = (first: number, count: number) => rangesOf(first, count).every(([lo, hi]) => hi - lo <= limit);
+  const pieces: { piece: Piece; ranges: [number, number][] }[] = [];
+  for (let first = 0; first < size; ) {
+    // A longer piece never touches less, so the longest that fits is found by bisection; one position always fits.
+    let [count, most] = [1, Math.min(size - first, limit)];
+    while (count < most) {
+      const mid = Math.ceil((count + most) / 2);
+      if (fits(first, mid)) count = mid;
+      else most = mid - 1;
+    }
+    const ranges = rangesOf(first, count);
+    pieces.push({ piece: { first, count, shifts: ranges.map(([lo]) => lo) }, ranges });
+    first += count;
+    if (pieces.length > 16 + size / 64) return null;
+  }
+  return pieces;
 };
 
 /** WGSL of each unary function, by dtype (i32 has only the functions the op table allows it). */

@@ -14,6 +14,11 @@ export interface ReduceSpec {
   readonly type: WgslScalar;
   readonly shape: Shape;
   readonly axes: readonly number[];
+  /** What 'mean' divides the sum by (default: the count of reduced elements). */
+  readonly divisor?: number;
+  /** Elements of the input's (output's) binding before its first element (default 0). */
+  readonly xBase?: number;
+  readonly yBase?: number;
 }
 
 const WG = 256;
@@ -34,7 +39,7 @@ const STEPS = {
 } as const;
 
 /** The program of one reduction. */
-export const reduceProgram = ({ fn, type, shape, axes }: ReduceSpec): Program => {
+export const reduceProgram = ({ fn, type, shape, axes, divisor, xBase = 0, yBase = 0 }: ReduceSpec): Program => {
   const kept = shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const order = [...kept, ...axes];
   const own = stridesOf(shape);
@@ -45,7 +50,7 @@ export const reduceProgram = ({ fn, type, shape, axes }: ReduceSpec): Program =>
   const arg = fn === 'argmax';
   // The reference's argmax keeps index 0 when x[0] is NaN (nothing compares greater); elsewhere NaN ranks last.
   const result = (acc: string, at: string) =>
-    arg ? `select(i32(${at}), 0i, isNan(x[stridedOffset(base, 0u)]))` : fn === 'mean' ? `${acc} / f32(u.count)` : acc;
+    arg ? `select(i32(${at}), 0i, isNan(x[u.xBase + stridedOffset(base, 0u)]))` : fn === 'mean' ? `${acc} / f32(u.divisor)` : acc;
   // The same walk over fewer axes, each of which costs the index a division.
   const read = collapse(order.map((a) => shape[a]), [{ strides: order.map((a) => own[a]), base: 0 }]);
   const body = perThread
@@ -56,10 +61,10 @@ export const reduceProgram = ({ fn, type, shape, axes }: ReduceSpec): Program =>
   var acc = ${step.init};
   var at = NONE;
   for (var r = 0u; r < u.count; r++) {
-    let v = x[stridedOffset(base + r, 0u)];
+    let v = x[u.xBase + stridedOffset(base + r, 0u)];
     ${step.take}
   }
-  y[o] = ${result('acc', 'at')};
+  y[u.yBase + o] = ${result('acc', 'at')};
 }`
     : `var<workgroup> sv: array<T, WG>;
 var<workgroup> si: array<u32, WG>;
@@ -68,7 +73,7 @@ fn run(group: u32, lid: u32) {
   var acc = ${step.init};
   var at = NONE;
   for (var r = lid; r < u.count; r += WG) {
-    let v = x[stridedOffset(base + r, 0u)];
+    let v = x[u.xBase + stridedOffset(base + r, 0u)];
     ${step.take}
   }
   sv[lid] = acc;
@@ -80,7 +85,7 @@ fn run(group: u32, lid: u32) {
     }
     workgroupBarrier();
   }
-  if (lid == 0u) { y[group] = ${result('sv[0]', 'si[0]')}; }
+  if (lid == 0u) { y[u.yBase + group] = ${result('sv[0]', 'si[0]')}; }
 }`;
   return {
     shaderKey: `reduce|${fn}|${type}|${read.shape.length}|${perThread ? 'thread' : 'group'}`,
@@ -91,6 +96,9 @@ fn run(group: u32, lid: u32) {
     uniforms: [
       { name: 'outputs', type: 'u32', value: outputs },
       { name: 'count', type: 'u32', value: count },
+      { name: 'divisor', type: 'u32', value: divisor ?? count },
+      { name: 'xBase', type: 'u32', value: xBase },
+      { name: 'yBase', type: 'u32', value: yBase },
       { name: 'shape', type: 'u32', value: read.shape },
       { name: 'strides', type: 'u32', value: read.views[0].strides },
     ],
