@@ -593,3 +593,6 @@ export function channelAffine(x: usize, scale: usize, shift: usize, y: usize, n:
 
 // The elementwise kernels live in their own file.
 export * from './elementwise';
+
+// The Winograd convolutions live in their own file.
+export * from './winograd';

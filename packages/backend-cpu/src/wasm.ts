@@ -30,7 +30,8 @@ const { WebAssembly } = globalThis as unknown as { WebAssembly: WasmApi };
 /** The kernels every thread can run; their last two parameters are (tid, nt). */
 const KERNELS = [
   'matmul', 'conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'sumParts', 'batchNormTrain', 'batchNormBackward', 'channelAffine',
-  'binaryF32', 'reluF32', 'reluBackwardF32',
+  'binaryF32', 'reluF32', 'reluBackwardF32', 'winogradFilter', 'winogradConv', 'winogradBackwardFilter', 'winogradFilterGrad',
+  'winograd4Conv',
 ] as const;
 /** A kernel of assembly/kernels.ts. */
 export type KernelName = (typeof KERNELS)[number];

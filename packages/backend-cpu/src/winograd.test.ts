@@ -1,0 +1,192 @@
+import { conv2dGeometry, OPS, sizeOf, type Conv2dGeometry, type OpName, type Shape } from '@residual/core';
+import { expectClose, ref, refTensor, RTOL } from '@residual/core/testing';
+import { describe, expect, it } from 'vitest';
+import { winogradBackwardFilter, winogradConv2d } from './conv.js';
+import { createCpuBackend } from './index.js';
+import { fmaSupported, Wasm } from './wasm.js';
+
+/** Values in [-1, 1) from a fixed LCG. */
+const rand = (n: number, seed: number): Float32Array => {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  });
+};
+
+const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+/** Direct float64 convolution, with Σ|x·w| over each output's taps beside it (the scale of its rounding error). */
+const direct = (x: Float32Array, w: Float32Array, g: Conv2dGeometry) => {
+  const { batch, inChannels: C, inH: H, inW: W, outChannels: K, outH: OH, outW: OW } = g;
+  const y = new Float64Array(batch * K * OH * OW);
+  const abs = new Float64Array(y.length);
+  for (let n = 0; n < batch; n++)
+    for (let k = 0; k < K; k++)
+      for (let oh = 0; oh < OH; oh++)
+        for (let ow = 0; ow < OW; ow++) {
+          let s = 0;
+          let a = 0;
+          for (let c = 0; c < C; c++)
+            for (let r = 0; r < 3; r++)
+              for (let q = 0; q < 3; q++) {
+                const ih = oh - g.padTop + r;
+                const iw = ow - g.padLeft + q;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const p = x[((n * C + c) * H + ih) * W + iw] * w[((k * C + c) * 3 + r) * 3 + q];
+                s += p;
+                a += Math.abs(p);
+              }
+          const o = ((n * K + k) * OH + oh) * OW + ow;
+          y[o] = s;
+          abs[o] = a;
+        }
+  return { y, abs };
+};
+
+/** The filter gradient dw [K, C, 3, 3] = Σ dy·x over images and outputs in float64, with Σ|dy·x| beside it. */
+const directFilterGrad = (x: Float32Array, dy: Float32Array, g: Conv2dGeometry) => {
+  const { batch, inChannels: C, inH: H, inW: W, outChannels: K, outH: OH, outW: OW } = g;
+  const dw = new Float64Array(K * C * 9);
+  const abs = new Float64Array(dw.length);
+  for (let k = 0; k < K; k++)
+    for (let c = 0; c < C; c++)
+      for (let r = 0; r < 3; r++)
+        for (let q = 0; q < 3; q++) {
+          let s = 0;
+          let a = 0;
+          for (let n = 0; n < batch; n++)
+            for (let oh = 0; oh < OH; oh++)
+              for (let ow = 0; ow < OW; ow++) {
+                const ih = oh - g.padTop + r;
+                const iw = ow - g.padLeft + q;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const p = x[((n * C + c) * H + ih) * W + iw] * dy[((n * K + k) * OH + oh) * OW + ow];
+                s += p;
+                a += Math.abs(p);
+              }
+          dw[((k * C + c) * 3 + r) * 3 + q] = s;
+          abs[((k * C + c) * 3 + r) * 3 + q] = a;
+        }
+  return { dw, abs };
+};
+
+/**
+ * The error bounds, in units of Σ|x·w| (direct summation's error scale), ε the f32 unit roundoff.
+ * F(2x2, 3x3) sums, per output and input channel, 9 transformed products (M combined by Aᵀ·A)
+ * instead of 9 taps. A transformed input is a ±sum of up to 4 pixels and a transformed filter tap a
+ * sum of taps weighted at most 1·1.5, so a transformed product is at most 4·2.25 = 9 times a tap
+ * product. Each output sees C + 3 (input transform) + 4 (output transform) roundings, with random
+ * signs, so the error grows like their square root: |got - want| <= 16·ε·sqrt(C + 7)·Σ|x·w|.
+ * Measured worst: 1.8·ε·sqrt(C + 7)·Σ|x·w| (C = 4, pad 2), 0.2 at C = 64.
+ * F(4x4, 3x3)'s transforms have entries up to 5 (Bᵀ) and 8 (Aᵀ), so the same reasoning gives a bound
+ * too loose to catch anything; its bound is the measured worst, 17·ε·sqrt(C + 7)·Σ|x·w| (C = 4, pad
+ * 2; 9 at C = 16), times 4. Both must also pass the conformance kit's tolerance, RTOL·sqrt(9C)·(|want|
+ * + max|x|·max|w|): measured worst 0.03 of it for F(2x2, 3x3), 0.43 for F(4x4, 3x3).
+ */
+const bound = {
+  2: (abs: number, C: number) => 16 * 2 ** -24 * Math.sqrt(C + 7) * abs,
+  4: (abs: number, C: number) => 64 * 2 ** -24 * Math.sqrt(C + 7) * abs,
+};
+
+/**
+ * The filter gradient's bounds. dw = Gᵀ·dU·G mixes all 9 taps of a (k, c) pair, so its scale is
+ * the largest of their Σ|dy·x|; dU sums N·⌈OH/m⌉·⌈OW/m⌉ tile products with random rounding signs.
+ * For F(2x2, 3x3) a tile product is within 4·4 of tap products (A·dy·Aᵀ sums up to 4 gradients, the
+ * input transform up to 4 pixels): |got - want| <= 4·ε·sqrt(N·OH·OW)·max_taps Σ|dy·x|, measured
+ * worst 0.9 (a 1x1 image). F(4x4, 3x3)'s is the measured worst, 1.2 (C = 4, pad 2), times 8. Both
+ * must also pass the conformance kit's tolerance, RTOL·sqrt(N·OH·OW)·(|want| + max|x|·max|dy|):
+ * measured worst 0.02 of it for F(2x2, 3x3), 0.18 for F(4x4, 3x3).
+ */
+const filterBound = {
+  2: (taps: number, g: Conv2dGeometry) => 4 * 2 ** -24 * Math.sqrt(g.batch * g.outH * g.outW) * taps,
+  4: (taps: number, g: Conv2dGeometry) => 8 * 2 ** -24 * Math.sqrt(g.batch * g.outH * g.outW) * taps,
+};
+
+const cases: [string, number[], number[], number][] = [
+  ['ResNet stage 1: 16 channels at 32x32', [2, 16, 32, 32], [16, 16, 3, 3], 1],
+  ['ResNet stage 2: 32 channels at 16x16', [3, 32, 16, 16], [32, 32, 3, 3], 1],
+  ['ResNet stage 3: 64 channels at 8x8', [4, 64, 8, 8], [64, 64, 3, 3], 1],
+  ['odd 7x5 images, C=3, K=5 (edge tiles, partial register tiles)', [3, 3, 7, 5], [5, 3, 3, 3], 1],
+  ['odd 9x11 images, no padding', [2, 5, 9, 11], [6, 5, 3, 3], 0],
+  ['padding 2: outputs grow past the input', [1, 4, 5, 6], [7, 4, 3, 3], 2],
+  ['1x1 image', [2, 3, 1, 1], [4, 3, 3, 3], 1],
+  ['odd 15x13 images, K=13, large enough to split over threads', [8, 24, 15, 13], [13, 24, 3, 3], 1],
+];
+
+describe('Winograd conv against a direct float64 loop', () => {
+  const fmas = fmaSupported() ? [false, true] : [false];
+  for (const m of [2, 4] as const)
+    for (const [name, xs, ws, padding] of cases)
+      for (const fma of fmas)
+        for (const threads of [1, 3]) {
+          it(`F(${m}x${m}, 3x3), ${name}, ${threads} thread${threads > 1 ? 's' : ''}${fma ? ', FMA' : ''}`, () => {
+            const g = conv2dGeometry(xs, ws, { padding });
+            const x = rand(sizeOf(xs), 1);
+            const w = rand(sizeOf(ws), 2);
+            const y = new Float32Array(g.batch * g.outChannels * g.outH * g.outW).fill(NaN);
+            // Workers are not started, so this thread runs every slice of ops large enough to split.
+            winogradConv2d(new Wasm({ threads, fma, onGrow: () => {} }), g, x, w, y, m);
+            const ref = direct(x, w, g);
+            const scale = maxAbs(x) * maxAbs(w);
+            for (let i = 0; i < y.length; i++) {
+              const err = Math.abs(y[i] - ref.y[i]);
+              if (!(err <= bound[m](ref.abs[i], g.inChannels))) expect.fail(`index ${i}: ${y[i]} vs ${ref.y[i]}`);
+              if (!(err <= RTOL * Math.sqrt(9 * g.inChannels) * (Math.abs(ref.y[i]) + scale))) expect.fail(`index ${i}: ${y[i]} vs ${ref.y[i]} (kit tolerance)`);
+            }
+          });
+        }
+});
+
+describe('Winograd filter gradient against a direct float64 loop', () => {
+  const fmas = fmaSupported() ? [false, true] : [false];
+  for (const m of [2, 4] as const)
+    for (const [name, xs, ws, padding] of cases)
+      for (const fma of fmas)
+        for (const threads of [1, 3]) {
+          it(`F(${m}x${m}, 3x3), ${name}, ${threads} thread${threads > 1 ? 's' : ''}${fma ? ', FMA' : ''}`, () => {
+            const g = conv2dGeometry(xs, ws, { padding });
+            const x = rand(sizeOf(xs), 3);
+            const dy = rand(g.batch * g.outChannels * g.outH * g.outW, 4);
+            const dw = new Float32Array(sizeOf(ws)).fill(NaN);
+            winogradBackwardFilter(new Wasm({ threads, fma, onGrow: () => {} }), g, x, dy, dw, m);
+            const ref = directFilterGrad(x, dy, g);
+            const kit = RTOL * Math.sqrt(g.batch * g.outH * g.outW);
+            const scale = maxAbs(x) * maxAbs(dy);
+            for (let i = 0; i < dw.length; i++) {
+              const err = Math.abs(dw[i] - ref.dw[i]);
+              const taps = Math.max(...ref.abs.subarray(i - (i % 9), i - (i % 9) + 9));
+              if (!(err <= filterBound[m](taps, g))) expect.fail(`index ${i}: ${dw[i]} vs ${ref.dw[i]}`);
+              if (!(err <= kit * (Math.abs(ref.dw[i]) + scale))) expect.fail(`index ${i}: ${dw[i]} vs ${ref.dw[i]} (kit tolerance)`);
+            }
+          });
+        }
+});
+
+describe('the conv ops dispatch 3x3 stride-1 convolutions to Winograd, any padding', () => {
+  const cpu = createCpuBackend();
+  const run = (op: OpName, inputs: Record<string, [Float32Array, Shape]>, g: Conv2dGeometry) => {
+    const views = Object.fromEntries(Object.entries(inputs).map(([k, [data, shape]]) => [k, { storage: cpu.upload(data), shape, dtype: 'f32', size: data.length }]));
+    const [spec] = OPS[op].outputs(views as never, g as never);
+    const [out] = cpu.kernels[op](views as never, g as never, [spec]);
+    return { shape: spec.shape, dtype: spec.dtype, data: cpu.readSync!(out, sizeOf(spec.shape), 'f32') };
+  };
+  // Padding 0 and 3 make the data gradient a Winograd conv with padding 2 and -1; rows of 16 outputs take F(4x4, 3x3).
+  const configs = [
+    [[2, 8, 6, 7], [9, 8, 3, 3], 1], [[2, 8, 6, 7], [9, 8, 3, 3], 3], [[1, 16, 5, 4], [8, 16, 3, 3], 0],
+    [[2, 8, 6, 16], [9, 8, 3, 3], 1], [[1, 8, 5, 18], [12, 8, 3, 3], 0],
+  ] as const;
+  for (const [xs, ws, padding] of configs) {
+    it(`x [${xs}] w [${ws}] padding ${padding}: forward, data and filter gradients`, () => {
+      const g = conv2dGeometry(xs, ws, { padding });
+      const ys: Shape = [g.batch, g.outChannels, g.outH, g.outW];
+      const [x, w, dy] = [rand(sizeOf(xs), 5), rand(sizeOf(ws), 6), rand(sizeOf(ys), 7)];
+      const [rx, rw, rdy] = [refTensor(xs, x), refTensor(ws, w), refTensor(ys, dy)];
+      expectClose('conv2d', run('conv2d', { x: [x, xs], w: [w, ws] }, g), ref.conv2d({ x: rx, w: rw }, g)[0], 'f32', { k: g.inChannels * 9, scale: maxAbs(x) * maxAbs(w) });
+      expectClose('conv2dBackwardData', run('conv2dBackwardData', { dy: [dy, ys], w: [w, ws] }, g), ref.conv2dBackwardData({ dy: rdy, w: rw }, g)[0], 'f32',
+        { k: g.outChannels * 9, scale: maxAbs(dy) * maxAbs(w) });
+      expectClose('conv2dBackwardFilter', run('conv2dBackwardFilter', { x: [x, xs], dy: [dy, ys] }, g), ref.conv2dBackwardFilter({ x: rx, dy: rdy }, g)[0], 'f32',
+        { k: g.batch * g.outH * g.outW, scale: maxAbs(x) * maxAbs(dy) });
+    });
+  }
+});
