@@ -2,14 +2,10 @@
 // its gradient, which a ResNet step runs on every activation. Like every kernel here they take
 // (..., tid, nt) and work on slice `tid` of `nt`.
 
+import { cut } from './common';
+
 /** Floats per slice unit: a 64-byte cache line, so two threads never write the same line. */
 const LINE = 16;
-
-/** The start of thread `tid`'s slice when `total` floats are cut into `nt` runs of whole lines. */
-function sliceStart(total: i32, tid: i32, nt: i32): i32 {
-  const lines = (total + LINE - 1) / LINE;
-  return min(total, <i32>((<i64>lines * tid) / nt) * LINE);
-}
 
 /** Codes of the binary functions, in the order of src/elementwise.ts's SIMD_BINARY. */
 const ADD = 0;
@@ -49,8 +45,8 @@ const MIN = 5;
  * above; y may be a.
  */
 export function binaryF32(fn: i32, a: usize, b: usize, y: usize, n: i32, bScalar: i32, tid: i32, nt: i32): void {
-  const start = sliceStart(n, tid, nt);
-  const end = sliceStart(n, tid + 1, nt);
+  const start = cut(n, LINE, tid, nt);
+  const end = cut(n, LINE, tid + 1, nt);
   const body = start + ((end - start) & ~3);
   if (bScalar) {
     const s = load<f32>(b);
@@ -77,8 +73,8 @@ export function binaryF32(fn: i32, a: usize, b: usize, y: usize, n: i32, bScalar
 
 /** y = max(x, 0) over n floats; NaN stays NaN. */
 export function reluF32(x: usize, y: usize, n: i32, tid: i32, nt: i32): void {
-  const start = sliceStart(n, tid, nt);
-  const end = sliceStart(n, tid + 1, nt);
+  const start = cut(n, LINE, tid, nt);
+  const end = cut(n, LINE, tid + 1, nt);
   const body = start + ((end - start) & ~3);
   const zero = f32x4.splat(0);
   for (let i = start; i < body; i += 4) {
@@ -93,8 +89,8 @@ export function reluF32(x: usize, y: usize, n: i32, tid: i32, nt: i32): void {
 
 /** dx = dy where y > 0, else 0, over n floats (a NaN y masks its gradient, as `y > 0` is false). */
 export function reluBackwardF32(y: usize, dy: usize, dx: usize, n: i32, tid: i32, nt: i32): void {
-  const start = sliceStart(n, tid, nt);
-  const end = sliceStart(n, tid + 1, nt);
+  const start = cut(n, LINE, tid, nt);
+  const end = cut(n, LINE, tid + 1, nt);
   const body = start + ((end - start) & ~3);
   const zero = f32x4.splat(0);
   for (let i = start; i < body; i += 4) {

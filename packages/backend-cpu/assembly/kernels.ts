@@ -6,6 +6,8 @@
 // after another on one thread) computes the whole op, with results independent of who ran which slice.
 // Pointers are byte addresses in the shared memory; strides and sizes count f32 elements.
 
+import { at, cut, madd } from './common';
+
 /** Rows and columns of the register tile: 8 accumulators of f32x4 plus two B vectors and one A splat. */
 const MR = 4;
 const NR = 8;
@@ -15,25 +17,6 @@ const MC = 64;
 const NC = 256;
 /** Bytes of GEMM scratch per thread: packed A, packed B, a tile for partial edges, NR rows of columns. */
 export const GEMM_SCRATCH: i32 = (MC * KC + KC * NC + MR * NR + NR * KC) << 2;
-
-/** acc + a·b, one rounding where relaxed SIMD (FMA) is enabled. */
-// @ts-ignore: decorator
-@inline function madd(a: v128, b: v128, acc: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, acc);
-  return f32x4.add(acc, f32x4.mul(a, b));
-}
-
-/** The start of thread `tid`'s run when [0, total) is cut into `nt` near-equal runs of whole `unit`s. */
-function cut(total: i32, unit: i32, tid: i32, nt: i32): i32 {
-  const units = (total + unit - 1) / unit;
-  return min(total, <i32>((<i64>units * tid) / nt) * unit);
-}
-
-/** Address of element `i` of an f32 array at `p`. */
-// @ts-ignore: decorator
-@inline function at(p: usize, i: i32): usize {
-  return p + ((<usize>i) << 2);
-}
 
 /** Copies `n` floats; the ranges do not overlap. */
 function copyRun(dst: usize, src: usize, n: i32): void {

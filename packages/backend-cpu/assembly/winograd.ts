@@ -11,24 +11,7 @@
 // pointers are byte addresses, sizes count f32 elements. The first three helpers are kernels.ts's,
 // which keeps its own private.
 
-/** acc + a·b, one rounding where relaxed SIMD (FMA) is enabled. */
-// @ts-ignore: decorator
-@inline function madd(a: v128, b: v128, acc: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, acc);
-  return f32x4.add(acc, f32x4.mul(a, b));
-}
-
-/** Address of element `i` of an f32 array at `p`. */
-// @ts-ignore: decorator
-@inline function at(p: usize, i: i32): usize {
-  return p + ((<usize>i) << 2);
-}
-
-/** The start of thread `tid`'s run when [0, total) is cut into `nt` near-equal runs of whole `unit`s. */
-function cut(total: i32, unit: i32, tid: i32, nt: i32): i32 {
-  const units = (total + unit - 1) / unit;
-  return min(total, <i32>((<i64>units * tid) / nt) * unit);
-}
+import { at, cut, madd } from './common';
 
 /** Output channels rounded up to whole rows of the register tile (4): U and M carry zero rows past K. */
 // @ts-ignore: decorator

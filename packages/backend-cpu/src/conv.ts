@@ -2,7 +2,8 @@
  * 2-D convolution as GEMM, in WebAssembly: the kernels unfold input patches straight into the GEMM's
  * packed panels (implicit im2col), so no column matrix is ever stored, except for the data gradient
  * of strided convolutions. 3x3 stride-1 convolutions with enough channels run as Winograd F(2x2, 3x3)
- * or F(4x4, 3x3) instead (assembly/winograd.ts). Operands are copied into the arena, results copied out.
+ * or F(4x4, 3x3) instead (assembly/winograd.ts). Operands outside the WebAssembly memory are copied in,
+ * results out (Wasm.place).
  */
 import type { Conv2dGeometry } from '@residual/core';
 import { GEOMETRY, type Wasm } from './wasm.js';
@@ -67,13 +68,11 @@ export const winogradConv2d = (
   const { inChannels: c, outChannels: k } = g;
   const points = (m + 2) ** 2;
   const stride = winogradScratch(c, k, points, WINOGRAD_BLOCK);
-  const [px, pw, pu, py, scratch] = wasm.reserve(x.length, w.length, points * Math.ceil(k / 4) * 4 * c, y.length, wasm.threads * stride);
-  wasm.write(px, x);
-  wasm.write(pw, w);
+  const { at: [px, pw, py, pu, scratch], done } = wasm.place([x, w], [y], points * Math.ceil(k / 4) * 4 * c, wasm.threads * stride);
   wasm.run('winogradFilter', [pw, pu, k, c, m], points * k * c);
   // points multiplies per m x m outputs where direct takes 9 per output.
   wasm.run(m === 4 ? 'winograd4Conv' : 'winogradConv', [px, pu, py, scratch, stride * 4, ...winogradShape(g)], (macsOf(g) * points) / (9 * m * m));
-  wasm.read(py, y);
+  done();
 };
 
 /**
@@ -92,23 +91,19 @@ export const winogradBackwardFilter = (
   const part = points * k * c;
   const work = (macsOf(g) * points) / (9 * m * m);
   const nt = wasm.threadsFor(work);
-  const [px, pdy, pdw, parts, scratch] = wasm.reserve(x.length, dy.length, dw.length, wasm.threads * part, wasm.threads * stride);
-  wasm.write(px, x);
-  wasm.write(pdy, dy);
+  const { at: [px, pdy, pdw, parts, scratch], done } = wasm.place([x, dy], [dw], wasm.threads * part, wasm.threads * stride);
   wasm.run('winogradBackwardFilter', [px, pdy, parts, part * 4, scratch, stride * 4, ...winogradShape(g), m], work);
   wasm.run('winogradFilterGrad', [pdw, parts, part, nt, k, c, m], part * nt);
-  wasm.read(pdw, dw);
+  done();
 };
 
 /** Runs the forward conv on (x, w) under geometry g: Winograd where it pays, else implicit GEMM. */
 const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
   if (winogradFits(g)) return winogradConv2d(wasm, g, x, w, y);
-  const [px, pw, py, scratch] = wasm.reserve(x.length, w.length, y.length, wasm.threads * wasm.gemmScratch);
-  wasm.write(px, x);
-  wasm.write(pw, w);
+  const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * wasm.gemmScratch);
   setGeometry(wasm, g);
   wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4], macsOf(g));
-  wasm.read(py, y);
+  done();
 };
 
 /** y [N,K,OH,OW] = conv(x [N,C,H,W], w [K,C/groups,R,S]). */
@@ -154,12 +149,10 @@ export const conv2dBackwardData = (wasm: Wasm, dy: Float32Array, w: Float32Array
     return;
   }
   const stride = wasm.gemmScratch + (g.inChannels / g.groups) * g.kernelH * g.kernelW * g.outH * g.outW;
-  const [pdy, pw, pdx, scratch] = wasm.reserve(dy.length, w.length, dx.length, wasm.threads * stride);
-  wasm.write(pdy, dy);
-  wasm.write(pw, w);
+  const { at: [pdy, pw, pdx, scratch], done } = wasm.place([dy, w], [dx], wasm.threads * stride);
   setGeometry(wasm, g);
   wasm.run('conv2dBackwardData', [GEOMETRY, pdy, pw, pdx, scratch, stride * 4], macsOf(g));
-  wasm.read(pdx, dx);
+  done();
 };
 
 /** dw [K,C/groups,R,S] = Σ over images of dy·colsᵀ: each thread sums its images, then the parts are added in order. */
@@ -168,11 +161,9 @@ export const conv2dBackwardFilter = (wasm: Wasm, x: Float32Array, dy: Float32Arr
   if (winogradFilterFits(g)) return winogradBackwardFilter(wasm, g, x, dy, dw);
   const macs = macsOf(g);
   const nt = wasm.threadsFor(macs);
-  const [px, pdy, pdw, parts, scratch] = wasm.reserve(x.length, dy.length, dw.length, wasm.threads * dw.length, wasm.threads * wasm.gemmScratch);
-  wasm.write(px, x);
-  wasm.write(pdy, dy);
+  const { at: [px, pdy, pdw, parts, scratch], done } = wasm.place([x, dy], [dw], wasm.threads * dw.length, wasm.threads * wasm.gemmScratch);
   setGeometry(wasm, g);
   wasm.run('conv2dBackwardFilter', [GEOMETRY, px, pdy, parts, dw.length * 4, scratch, wasm.gemmScratch * 4], macs);
   wasm.run('sumParts', [pdw, parts, dw.length, dw.length, nt], dw.length * nt);
-  wasm.read(pdw, dw);
+  done();
 };

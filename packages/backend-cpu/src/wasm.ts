@@ -172,7 +172,7 @@ export class Wasm {
    * slack after each so vector loads past an edge stay inside) and returns their byte addresses. The
    * regions are valid until the next call.
    */
-  reserve(...floats: number[]): number[] {
+  #reserve(...floats: number[]): number[] {
     let end = 0;
     const offsets = floats.map((n) => {
       const start = end;
@@ -196,13 +196,13 @@ export class Wasm {
    */
   place(inputs: readonly Float32Array[], outputs: readonly Float32Array[], ...scratch: number[]): Placement {
     const outside = [...inputs, ...outputs].filter((a) => !this.holds(a));
-    const regions = this.reserve(...outside.map((a) => a.length), ...scratch);
+    const regions = this.#reserve(...outside.map((a) => a.length), ...scratch);
     let next = 0;
     const back: [number, Float32Array][] = [];
     const at = [...inputs, ...outputs].map((a, i) => {
       if (this.holds(a)) return a.byteOffset;
       const region = regions[next++];
-      if (i < inputs.length) this.write(region, a);
+      if (i < inputs.length) this.#write(region, a);
       else back.push([region, a]);
       return region;
     });
@@ -210,7 +210,7 @@ export class Wasm {
     return {
       at,
       done: () => {
-        for (const [region, a] of back) this.read(region, a);
+        for (const [region, a] of back) this.#read(region, a);
       },
     };
   }
@@ -263,12 +263,12 @@ export class Wasm {
   }
 
   /** Copies `data` to byte address `ptr`. */
-  write(ptr: number, data: Float32Array): void {
+  #write(ptr: number, data: Float32Array): void {
     this.#heap.set(data, ptr >>> 2);
   }
 
   /** Copies `out.length` floats from byte address `ptr` into `out`. */
-  read(ptr: number, out: Float32Array): void {
+  #read(ptr: number, out: Float32Array): void {
     out.set(this.#heap.subarray(ptr >>> 2, (ptr >>> 2) + out.length));
   }
 
