@@ -19,15 +19,71 @@ import { at, cut, madd } from './common';
   return (k + 3) & ~3;
 }
 
+/** Tap t of the filters k .. k + 3 (input channel c) as one vector; lanes past K are zero. */
+// @ts-ignore: decorator
+@inline function taps4(w: usize, k: i32, K: i32, C: i32, c: i32, t: i32): v128 {
+  const step = <usize>C * 36;
+  const g = at(w, (k * C + c) * 9 + t);
+  let v = f32x4.splat(0);
+  v = f32x4.replace_lane(v, 0, load<f32>(g));
+  if (k + 1 < K) v = f32x4.replace_lane(v, 1, load<f32>(g + step));
+  if (k + 2 < K) v = f32x4.replace_lane(v, 2, load<f32>(g + 2 * step));
+  if (k + 3 < K) v = f32x4.replace_lane(v, 3, load<f32>(g + 3 * step));
+  return v;
+}
+
+/** Row i of F(2x2, 3x3)'s G times (a, b, e), as vectors: a, (a + b + e)/2, (a - b + e)/2 or e. */
+// @ts-ignore: decorator
+@inline function g2(a: v128, b: v128, e: v128, i: i32): v128 {
+  const half = f32x4.splat(0.5);
+  if (i == 0) return a;
+  if (i == 1) return f32x4.mul(f32x4.add(f32x4.add(a, b), e), half);
+  if (i == 2) return f32x4.mul(f32x4.add(f32x4.sub(a, b), e), half);
+  return e;
+}
+
+/**
+ * `winogradFilter` for F(2x2, 3x3) on panels [k0, k1) (multiples of 4): a panel's four filters in
+ * the lanes of f32 vectors, each transform point stored as one vector. The scalar float64 form took
+ * 10 ms at 512x512 channels, about a third of a ResNet-50 inference at batch 1 over all its layers;
+ * this rounds the sums in f32 (two more roundings, a few units in the last place of U).
+ */
+function filter2(w: usize, u: usize, K: i32, C: i32, k0: i32, k1: i32): void {
+  const plane = (<usize>(padded(K) * C)) << 2;
+  for (let k = k0; k < k1; k += 4) {
+    for (let c = 0; c < C; c++) {
+      const dst = at(u, ((k >> 2) * C + c) * 4);
+      if (k >= K) {
+        for (let xi = 0; xi < 16; xi++) v128.store(dst + <usize>xi * plane, f32x4.splat(0));
+        continue;
+      }
+      const g00 = taps4(w, k, K, C, c, 0), g01 = taps4(w, k, K, C, c, 1), g02 = taps4(w, k, K, C, c, 2);
+      const g10 = taps4(w, k, K, C, c, 3), g11 = taps4(w, k, K, C, c, 4), g12 = taps4(w, k, K, C, c, 5);
+      const g20 = taps4(w, k, K, C, c, 6), g21 = taps4(w, k, K, C, c, 7), g22 = taps4(w, k, K, C, c, 8);
+      for (let i = 0; i < 4; i++) {
+        // Row i of G·g (three columns), then times Gᵀ.
+        const t0 = g2(g00, g10, g20, i), t1 = g2(g01, g11, g21, i), t2 = g2(g02, g12, g22, i);
+        for (let j = 0; j < 4; j++) v128.store(dst + <usize>(4 * i + j) * plane, g2(t0, t1, t2, j));
+      }
+    }
+  }
+}
+
 /**
  * U [(m + 2)²][Kp/4][C][4] = G·g·Gᵀ of w [K, C, 3, 3] for F(m x m, 3x3), rows past K zero: for each
- * ξ, the GEMM's A operand packed as panels of 4 output channels. Computed in float64 and rounded
- * once. Threads split K.
+ * ξ, the GEMM's A operand packed as panels of 4 output channels. F(4x4, 3x3)'s is computed in
+ * float64 and rounded once; F(2x2, 3x3)'s in f32 vectors (filter2). Threads split K.
  */
 export function winogradFilter(w: usize, u: usize, K: i32, C: i32, m: i32, tid: i32, nt: i32): void {
   const Kp = padded(K), plane = Kp * C, n = m + 2;
-  for (let k = cut(Kp, 4, tid, nt), k1 = cut(Kp, 4, tid + 1, nt); k < k1; k++) {
-    for (let c = 0; c < C; c++) {
+  if (m == 2) {
+    filter2(w, u, K, C, cut(Kp, 4, tid, nt), cut(Kp, 4, tid + 1, nt));
+    return;
+  }
+  // The four output channels of a panel innermost, so each transform point's stores run on through
+  // memory (16 or 36 sequential streams); channel by channel they landed a plane apart each time.
+  for (let k4 = cut(Kp, 4, tid, nt), k1 = cut(Kp, 4, tid + 1, nt); k4 < k1; k4 += 4) {
+    for (let c = 0; c < C; c++) for (let k = k4; k < k4 + 4; k++) {
       const dst = at(u, ((k >> 2) * C + c) * 4 + (k & 3));
       const g = at(w, (k * C + c) * 9);
       // Rows i of G·g, each times Gᵀ, give rows i of U.

@@ -97,14 +97,17 @@ export const winogradBackwardFilter = (
   done();
 };
 
-/** Runs the forward conv on (x, w) under geometry g: Winograd where it pays, else implicit GEMM. */
-const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
-  if (winogradFits(g)) return winogradConv2d(wasm, g, x, w, y);
+/** The forward conv as a GEMM with implicit im2col (any geometry). */
+export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
   const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * wasm.gemmScratch);
   setGeometry(wasm, g);
   wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4], macsOf(g));
   done();
 };
+
+/** Runs the forward conv on (x, w) under geometry g: Winograd where it pays, else implicit GEMM. */
+const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void =>
+  (winogradFits(g) ? winogradConv2d : implicitConv2d)(wasm, g, x, w, y);
 
 /** y [N,K,OH,OW] = conv(x [N,C,H,W], w [K,C/groups,R,S]). */
 export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry): void => {
