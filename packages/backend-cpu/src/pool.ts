@@ -57,10 +57,33 @@ const subsample = (x: Float32Array, y: Float32Array, g: Pool2dGeometry, forward:
 };
 const isSample = (g: Pool2dGeometry): boolean => g.kernelH === 1 && g.kernelW === 1;
 
-/** y = the maximum of each window. */
+/**
+ * y = the maximum of each window, NaN winning (as in PyTorch): plain loops, as the forward pass
+ * needs no position (a callback per window cost 8x).
+ */
 export const maxPool2d = (x: Float32Array, y: Float32Array, g: Pool2dGeometry): void => {
-  if (isSample(g)) subsample(x, y, g, true);
-  else forEachWindow(g, (xp, o, h0, h1, w0, w1) => (y[o] = x[firstMax(x, xp, g.inW, h0, h1, w0, w1)]));
+  if (isSample(g)) return subsample(x, y, g, true);
+  const { inH, inW, kernelH, kernelW, strideH, strideW, padTop, padLeft, outH, outW } = g;
+  for (let p = 0, out = 0; p < g.batch * g.channels; p++) {
+    const plane = p * inH * inW;
+    for (let oh = 0; oh < outH; oh++) {
+      const hs = oh * strideH - padTop;
+      const h0 = Math.max(hs, 0), h1 = Math.min(hs + kernelH, inH);
+      for (let ow = 0; ow < outW; ow++, out++) {
+        const ws = ow * strideW - padLeft;
+        const w0 = Math.max(ws, 0), w1 = Math.min(ws + kernelW, inW);
+        let best = -Infinity;
+        for (let h = h0; h < h1; h++) {
+          for (let i = plane + h * inW + w0, end = i - w0 + w1; i < end; i++) {
+            const v = x[i];
+            // A NaN, once taken, stays: nothing compares greater than it.
+            if (v > best || v !== v) best = v;
+          }
+        }
+        y[out] = best;
+      }
+    }
+  }
 };
 
 /** Each dy goes to the first maximum of its window. */
