@@ -333,6 +333,13 @@ const CONV_SPECIAL: [string, number[], number[], Conv2dOptions][] = [
   ['several outputs per group ', [2, 4, 7, 7], [6, 2, 3, 3], { padding: 1, groups: 2 }],
   ['empty batch ', [0, 3, 5, 5], [4, 3, 3, 3], { padding: 1 }],
   ['dilated, kernel wider than stride ', [1, 2, 13, 13], [2, 2, 3, 3], { stride: 2, dilation: 3, padding: 3 }],
+  // 3x3 stride 1 with 8+ channels, the shapes fast paths (Winograd on the CPU) take: widths a multiple
+  // of 16 and not, output channels not a multiple of 4, padding 0, 1 and 2.
+  ['resnet 3x3 ', [2, 16, 32, 32], [16, 16, 3, 3], { padding: 1 }],
+  ['resnet 3x3 8x8 ', [2, 32, 8, 8], [32, 32, 3, 3], { padding: 1 }],
+  ['3x3 odd sizes ', [3, 10, 9, 7], [9, 10, 3, 3], { padding: 1 }],
+  ['3x3 unpadded ', [1, 16, 18, 20], [8, 16, 3, 3], {}],
+  ['3x3 padding 2 ', [1, 8, 11, 13], [12, 8, 3, 3], { padding: 2 }],
 ];
 
 const convCases = (): ConformanceCase[] =>
