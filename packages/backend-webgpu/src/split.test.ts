@@ -224,11 +224,15 @@ const UNSPLITTABLE: Record<string, string> = {
   'permute/f32 [64,64,64] by [2,1,0]': 'a full transpose reads the whole input for any run of outputs',
   ...Object.fromEntries(
     ['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter'].flatMap((op) =>
-      ['x[2,4,13,11] w[8,4,1,1] s1 p1 d1 g1', 'x[3,4,7,10] w[8,2,1,1] s1 p2 d2 g2', 'x[3,4,13,11] w[8,1,5,5] s1 p2 d1 g4', 'stem 7x7 x[1,3,33,33] w[8,3,7,7] s2 p3 d1 g1'].map(
-        (c) => [`${op}/${c}`, 'one image of the input or output exceeds 4 KiB'],
-      ),
+      [
+        'x[2,4,13,11] w[8,4,1,1] s1 p1 d1 g1', 'x[3,4,7,10] w[8,2,1,1] s1 p2 d2 g2', 'x[3,4,13,11] w[8,1,5,5] s1 p2 d1 g4',
+        'stem 7x7 x[1,3,33,33] w[8,3,7,7] s2 p3 d1 g1', 'resnet 3x3 x[2,16,32,32] w[16,16,3,3] s1 p1 d1 g1',
+        'resnet 3x3 8x8 x[2,32,8,8] w[32,32,3,3] s1 p1 d1 g1', '3x3 unpadded x[1,16,18,20] w[8,16,3,3] s1 p0 d1 g1',
+        '3x3 padding 2 x[1,8,11,13] w[12,8,3,3] s1 p2 d1 g1',
+      ].map((c) => [`${op}/${c}`, 'one image of the input or output exceeds 4 KiB']),
     ),
   ),
+  'conv2dBackwardFilter/3x3 odd sizes x[3,10,9,7] w[9,10,3,3] s1 p1 d1 g1': 'its [3, 832] partial sums over the images exceed 4 KiB',
 };
 
 const kit = whole && (await openTestBackend({ maxBindingBytes: SMALL }));
