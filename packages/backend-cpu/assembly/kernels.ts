@@ -579,3 +579,4 @@ export * from './elementwise';
 
 // The Winograd convolutions live in their own file.
 export * from './winograd';
+export * from './pool';

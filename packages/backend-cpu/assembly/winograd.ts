@@ -32,71 +32,106 @@ import { at, cut, madd } from './common';
   return v;
 }
 
-/** Row i of F(2x2, 3x3)'s G times (a, b, e), as vectors: a, (a + b + e)/2, (a - b + e)/2 or e. */
-// @ts-ignore: decorator
-@inline function g2(a: v128, b: v128, e: v128, i: i32): v128 {
-  const half = f32x4.splat(0.5);
-  if (i == 0) return a;
-  if (i == 1) return f32x4.mul(f32x4.add(f32x4.add(a, b), e), half);
-  if (i == 2) return f32x4.mul(f32x4.add(f32x4.sub(a, b), e), half);
-  return e;
-}
-
 /**
- * `winogradFilter` for F(2x2, 3x3) on panels [k0, k1) (multiples of 4): a panel's four filters in
- * the lanes of f32 vectors, each transform point stored as one vector. The scalar float64 form took
- * 10 ms at 512x512 channels, about a third of a ResNet-50 inference at batch 1 over all its layers;
- * this rounds the sums in f32 (two more roundings, a few units in the last place of U).
+ * Row i of F(m x m, 3x3)'s G times (a, b, e), as vectors. F(2x2, 3x3): a, (a + b + e)/2,
+ * (a - b + e)/2 or e; F(4x4, 3x3): see `gRow4`.
  */
-function filter2(w: usize, u: usize, K: i32, C: i32, k0: i32, k1: i32): void {
-  const plane = (<usize>(padded(K) * C)) << 2;
-  for (let k = k0; k < k1; k += 4) {
-    for (let c = 0; c < C; c++) {
-      const dst = at(u, ((k >> 2) * C + c) * 4);
-      if (k >= K) {
-        for (let xi = 0; xi < 16; xi++) v128.store(dst + <usize>xi * plane, f32x4.splat(0));
-        continue;
-      }
-      const g00 = taps4(w, k, K, C, c, 0), g01 = taps4(w, k, K, C, c, 1), g02 = taps4(w, k, K, C, c, 2);
-      const g10 = taps4(w, k, K, C, c, 3), g11 = taps4(w, k, K, C, c, 4), g12 = taps4(w, k, K, C, c, 5);
-      const g20 = taps4(w, k, K, C, c, 6), g21 = taps4(w, k, K, C, c, 7), g22 = taps4(w, k, K, C, c, 8);
-      for (let i = 0; i < 4; i++) {
-        // Row i of G·g (three columns), then times Gᵀ.
-        const t0 = g2(g00, g10, g20, i), t1 = g2(g01, g11, g21, i), t2 = g2(g02, g12, g22, i);
-        for (let j = 0; j < 4; j++) v128.store(dst + <usize>(4 * i + j) * plane, g2(t0, t1, t2, j));
-      }
-    }
-  }
+// @ts-ignore: decorator
+@inline function gVec(m: i32, a: v128, b: v128, e: v128, i: i32): v128 {
+  if (i == 0) return m == 2 ? a : f32x4.mul(a, f32x4.splat(0.25));
+  if (i == m + 1) return e;
+  if (m == 2) return f32x4.mul(i == 1 ? f32x4.add(f32x4.add(a, b), e) : f32x4.add(f32x4.sub(a, b), e), f32x4.splat(0.5));
+  if (i < 3) return f32x4.mul(i == 1 ? f32x4.add(f32x4.add(a, b), e) : f32x4.add(f32x4.sub(a, b), e), f32x4.splat(<f32>(-1.0 / 6)));
+  const s = f32x4.add(f32x4.mul(a, f32x4.splat(<f32>(1.0 / 24))), f32x4.mul(e, f32x4.splat(<f32>(1.0 / 6))));
+  const t = f32x4.mul(b, f32x4.splat(<f32>(1.0 / 12)));
+  return i == 3 ? f32x4.add(s, t) : f32x4.sub(s, t);
 }
 
 /**
  * U [(m + 2)²][Kp/4][C][4] = G·g·Gᵀ of w [K, C, 3, 3] for F(m x m, 3x3), rows past K zero: for each
- * ξ, the GEMM's A operand packed as panels of 4 output channels. F(4x4, 3x3)'s is computed in
- * float64 and rounded once; F(2x2, 3x3)'s in f32 vectors (filter2). Threads split K.
+ * ξ, the GEMM's A operand packed as panels of 4 output channels, a panel's four filters in the lanes
+ * of f32 vectors. Threads split K. The scalar float64 form took 10 ms at 512x512 channels for
+ * F(2x2, 3x3), about a third of a ResNet-50 inference at batch 1 over all its layers; this rounds
+ * the sums in f32 (a few units in the last place of U).
  */
 export function winogradFilter(w: usize, u: usize, K: i32, C: i32, m: i32, tid: i32, nt: i32): void {
-  const Kp = padded(K), plane = Kp * C, n = m + 2;
-  if (m == 2) {
-    filter2(w, u, K, C, cut(Kp, 4, tid, nt), cut(Kp, 4, tid + 1, nt));
-    return;
+  const Kp = padded(K), plane = (<usize>(Kp * C)) << 2;
+  for (let k = cut(Kp, 4, tid, nt), k1 = cut(Kp, 4, tid + 1, nt); k < k1; k += 4) {
+    const dst = at(u, k * C);
+    if (m == 2) filterPanel(w, K, C, 2, k, dst, plane);
+    else filterPanel(w, K, C, 4, k, dst, plane);
   }
-  // The four output channels of a panel innermost, so each transform point's stores run on through
-  // memory (16 or 36 sequential streams); channel by channel they landed a plane apart each time.
-  for (let k4 = cut(Kp, 4, tid, nt), k1 = cut(Kp, 4, tid + 1, nt); k4 < k1; k4 += 4) {
-    for (let c = 0; c < C; c++) for (let k = k4; k < k4 + 4; k++) {
-      const dst = at(u, ((k >> 2) * C + c) * 4 + (k & 3));
-      const g = at(w, (k * C + c) * 9);
-      // Rows i of G·g, each times Gᵀ, give rows i of U.
-      for (let i = 0; i < n; i++) {
-        let t0: f64 = 0, t1: f64 = 0, t2: f64 = 0;
-        if (k < K) {
-          t0 = gRow(m, <f64>load<f32>(g), <f64>load<f32>(g, 12), <f64>load<f32>(g, 24), i);
-          t1 = gRow(m, <f64>load<f32>(g, 4), <f64>load<f32>(g, 16), <f64>load<f32>(g, 28), i);
-          t2 = gRow(m, <f64>load<f32>(g, 8), <f64>load<f32>(g, 20), <f64>load<f32>(g, 32), i);
-        }
-        for (let j = 0; j < n; j++) store<f32>(at(dst, (n * i + j) * plane), <f32>gRow(m, t0, t1, t2, j));
-      }
+}
+
+/** The panel of filters k .. k + 3 of `winogradFilter`, [C][4] per point at dst, points `plane` bytes apart; m a constant where it is inlined. */
+// @ts-ignore: decorator
+@inline function filterPanel(w: usize, K: i32, C: i32, m: i32, k: i32, dst: usize, plane: usize): void {
+  const n = m + 2;
+  for (let c = 0; c < C; c++, dst += 16) {
+    if (k >= K) {
+      for (let xi = 0; xi < n * n; xi++) v128.store(dst + <usize>xi * plane, f32x4.splat(0));
+      continue;
     }
+    const g22 = taps4(w, k, K, C, c, 8);
+    let g00 = g22, g01 = g22, g02 = g22, g10 = g22, g11 = g22, g12 = g22, g20 = g22, g21 = g22;
+    if (k + 4 <= K) {
+      // Taps 0-3 and 4-7 of the four filters by 4x4 transposes of their runs: a third of the
+      // instructions of a gather lane by lane (ResNet-50's filters at batch 1 are transformed on
+      // every call).
+      const s = <usize>C * 36, p = at(w, (k * C + c) * 9);
+      let e0 = v128.load(p), e1 = v128.load(p + s), e2 = v128.load(p + 2 * s), e3 = v128.load(p + 3 * s);
+      let t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
+      let t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
+      g00 = v128.shuffle<f32>(t0, t1, 0, 1, 4, 5);
+      g01 = v128.shuffle<f32>(t0, t1, 2, 3, 6, 7);
+      g02 = v128.shuffle<f32>(t2, t3, 0, 1, 4, 5);
+      g10 = v128.shuffle<f32>(t2, t3, 2, 3, 6, 7);
+      e0 = v128.load(p, 16);
+      e1 = v128.load(p + s, 16);
+      e2 = v128.load(p + 2 * s, 16);
+      e3 = v128.load(p + 3 * s, 16);
+      t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5);
+      t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
+      t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7);
+      t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
+      g11 = v128.shuffle<f32>(t0, t1, 0, 1, 4, 5);
+      g12 = v128.shuffle<f32>(t0, t1, 2, 3, 6, 7);
+      g20 = v128.shuffle<f32>(t2, t3, 0, 1, 4, 5);
+      g21 = v128.shuffle<f32>(t2, t3, 2, 3, 6, 7);
+    } else {
+      g00 = taps4(w, k, K, C, c, 0);
+      g01 = taps4(w, k, K, C, c, 1);
+      g02 = taps4(w, k, K, C, c, 2);
+      g10 = taps4(w, k, K, C, c, 3);
+      g11 = taps4(w, k, K, C, c, 4);
+      g12 = taps4(w, k, K, C, c, 5);
+      g20 = taps4(w, k, K, C, c, 6);
+      g21 = taps4(w, k, K, C, c, 7);
+    }
+    // Rows i of G·g (three columns), each then times Gᵀ, written out so that every i and j is a
+    // constant: a loop's branches on them cost as much as the arithmetic.
+    pointsRow(m, dst, plane, 0, gVec(m, g00, g10, g20, 0), gVec(m, g01, g11, g21, 0), gVec(m, g02, g12, g22, 0));
+    pointsRow(m, dst, plane, 1, gVec(m, g00, g10, g20, 1), gVec(m, g01, g11, g21, 1), gVec(m, g02, g12, g22, 1));
+    pointsRow(m, dst, plane, 2, gVec(m, g00, g10, g20, 2), gVec(m, g01, g11, g21, 2), gVec(m, g02, g12, g22, 2));
+    pointsRow(m, dst, plane, 3, gVec(m, g00, g10, g20, 3), gVec(m, g01, g11, g21, 3), gVec(m, g02, g12, g22, 3));
+    if (m == 4) {
+      pointsRow(m, dst, plane, 4, gVec(m, g00, g10, g20, 4), gVec(m, g01, g11, g21, 4), gVec(m, g02, g12, g22, 4));
+      pointsRow(m, dst, plane, 5, gVec(m, g00, g10, g20, 5), gVec(m, g01, g11, g21, 5), gVec(m, g02, g12, g22, 5));
+    }
+  }
+}
+
+/** Stores row i of G·g·Gᵀ from row (a, b, e) of G·g: its m + 2 points, `plane` bytes apart. */
+// @ts-ignore: decorator
+@inline function pointsRow(m: i32, dst: usize, plane: usize, i: i32, a: v128, b: v128, e: v128): void {
+  const o = dst + <usize>(i * (m + 2)) * plane;
+  v128.store(o, gVec(m, a, b, e, 0));
+  v128.store(o + plane, gVec(m, a, b, e, 1));
+  v128.store(o + 2 * plane, gVec(m, a, b, e, 2));
+  v128.store(o + 3 * plane, gVec(m, a, b, e, 3));
+  if (m == 4) {
+    v128.store(o + 4 * plane, gVec(m, a, b, e, 4));
+    v128.store(o + 5 * plane, gVec(m, a, b, e, 5));
   }
 }
 
@@ -158,8 +193,8 @@ function product(C: i32, pa: usize, pb: usize, vs: usize, dst: usize, ds: usize)
   v128.store(dst, c31, 16);
 }
 
-// The position (image, row, column of tiles) of a walk over tiles four at a time, row of tiles by row
-// (whole rows of four-tile groups: TW % 4 == 0), which spares the hot loops three divisions a step.
+// The position (image, row, column of tiles) of a walk over tiles, row of tiles by row, which spares
+// the hot loops three divisions a tile.
 let walkImg = 0;
 let walkRow = 0;
 let walkCol = 0;
@@ -172,10 +207,10 @@ let walkCol = 0;
   walkCol = g % TW;
 }
 
-/** Moves the walk on by four tiles, TW per row and TH rows per image. */
+/** Moves the walk on by `step` tiles within a row of tiles (or to its end), TW per row and TH rows per image. */
 // @ts-ignore: decorator
-@inline function walkOn(TW: i32, TH: i32): void {
-  walkCol += 4;
+@inline function walkOn(step: i32, TW: i32, TH: i32): void {
+  walkCol += step;
   if (walkCol == TW) {
     walkCol = 0;
     if (++walkRow == TH) {
@@ -185,34 +220,87 @@ let walkCol = 0;
   }
 }
 
-/** Whether `transformInput` may move four tiles' patches as vectors (see there). */
+/**
+ * Describes at d the next four tiles of the walk, moving it past the first `live` of them (the rest
+ * read as padding): for m x m tiles whose patches start (padTop, padLeft) before them in plane `p`
+ * of x [N, planes, H, W], tile l at d + 16·l as the address of its first row (u32 at 0), that row
+ * (i32 at 4; H for padding) and its first column (i32 at 8). Four tiles of a group may lie in
+ * different rows or images, so any width moves as vectors.
+ */
+function describe(
+  d: usize, live: i32, m: i32, x: usize, planes: i32, p: i32, H: i32, W: i32, padTop: i32, padLeft: i32, TW: i32, TH: i32,
+): void {
+  for (let l = 0; l < 4; l++, d += 16) {
+    const r = l < live ? walkRow * m - padTop : H;
+    store<u32>(d, at(x, ((walkImg * planes + p) * H + r) * W));
+    store<i32>(d, r, 4);
+    store<i32>(d, walkCol * m - padLeft, 8);
+    if (l < live) walkOn(1, TW, TH);
+  }
+}
+
+/** Four floats of row r of a described tile (`describe`) from column `off` of it on, zero outside [0, H) x [0, W). */
 // @ts-ignore: decorator
-@inline function vectorRows(TW: i32, W: i32, padLeft: i32): bool {
-  return TW % 4 == 0 && padLeft <= 8 && 2 * TW + 4 - padLeft - W <= 12;
+@inline function patchRun(d: usize, r: i32, off: i32, H: i32, W: i32): v128 {
+  if (<u32>(load<i32>(d, 4) + r) >= <u32>H) return f32x4.splat(0);
+  return rowRun(at(load<u32>(d), r * W), load<i32>(d, 8) + off, W);
+}
+
+/** Stores v as four floats of row r of a described output tile, those inside [0, H) x [0, W). */
+// @ts-ignore: decorator
+@inline function storeRun(d: usize, r: i32, v: v128, H: i32, W: i32): void {
+  if (load<i32>(d, 4) + r >= H) return;
+  const s = load<i32>(d, 8), o = at(load<u32>(d), r * W + s);
+  if (s + 4 <= W) {
+    v128.store(o, v);
+    return;
+  }
+  v128.store32_lane(o, v, 0);
+  if (s + 1 < W) v128.store32_lane(o, v, 1, 4);
+  if (s + 2 < W) v128.store32_lane(o, v, 2, 8);
+}
+
+/** Stores two floats (bits: the first in the low half) as row r of a described output tile, those inside [0, H) x [0, W). */
+// @ts-ignore: decorator
+@inline function storePair(d: usize, r: i32, bits: i64, H: i32, W: i32): void {
+  if (load<i32>(d, 4) + r >= H) return;
+  const s = load<i32>(d, 8), o = at(load<u32>(d), r * W + s);
+  if (s + 1 < W) store<i64>(o, bits);
+  else store<i32>(o, <i32>bits);
+}
+
+/**
+ * Whether the input transforms may read m x m tiles' patch rows as vectors: they read up to 12 floats
+ * past a row's end, 8 before its start (masked out), which the arena's slack allows.
+ */
+// @ts-ignore: decorator
+@inline function vectorRows(m: i32, TW: i32, W: i32, padLeft: i32): bool {
+  return padLeft <= 8 && m * TW + 2 - padLeft - W <= 12;
 }
 
 /**
  * V[ξ][c][j] = (Bᵀ·d·B)[ξ] for the patches d of tiles b + j, j < cols, of every channel c (planes vp
- * floats apart, rows T); columns past n are zero. `rowsIn`: four tiles in a row of tiles read 2·4 + 2
- * adjacent columns, which move as vectors; those reads may pass a row's ends by a few floats (masked
- * out), which the arena's slack allows.
+ * floats apart, rows T); columns past n are zero. The stage holds 64 floats, then 16 of tile
+ * descriptors. `rowsIn` (`vectorRows`): each tile's patch rows move as vectors.
  */
 function transformInput(
   x: usize, V: usize, vp: i32, T: i32, stage: usize, b: i32, n: i32, cols: i32,
   C: i32, H: i32, W: i32, P: i32, TW: i32, padTop: i32, padLeft: i32, rowsIn: bool,
 ): void {
-  const xs = (<usize>vp) << 2, TH = P / TW;
+  const xs = (<usize>vp) << 2, TH = P / TW, d = at(stage, 64);
   for (let c = 0; c < C; c++) {
     walkFrom(b, P, TW);
     for (let j = 0; j < cols; j += 4) {
       // Bᵀ·d·B: h = d·B row by row into the stage, then Bᵀ·h.
-      if (rowsIn && j < n) {
+      if (rowsIn && j + 4 <= n && walkCol + 4 <= TW) {
+        // Four tiles side by side read 2·4 + 2 adjacent columns.
         const ih = (walkRow << 1) - padTop, iw = (walkCol << 1) - padLeft;
-        const plane = at(x, (walkImg * C + c) * H * W);
+        const row0 = at(x, ((walkImg * C + c) * H + ih) * W);
+        walkOn(4, TW, TH);
         for (let r = 0; r < 4; r++) {
           let v0 = f32x4.splat(0), v1 = v0, v2 = v0, v3 = v0;
           if (<u32>(ih + r) < <u32>H) {
-            const row = at(plane, (ih + r) * W);
+            const row = at(row0, r * W);
             v0 = rowRun(row, iw, W);
             v1 = rowRun(row, iw + 4, W);
             v2 = rowRun(row, iw + 2, W);
@@ -225,7 +313,19 @@ function transformInput(
             v128.shuffle<f32>(v2, v3, 0, 2, 4, 6), v128.shuffle<f32>(v2, v3, 1, 3, 5, 7),
           );
         }
-        walkOn(TW, TH);
+      } else if (rowsIn) {
+        describe(d, n - j, 2, x, C, c, H, W, padTop, padLeft, TW, TH);
+        for (let r = 0; r < 4; r++) {
+          const v0 = patchRun(d, r, 0, H, W), v1 = patchRun(d + 16, r, 0, H, W);
+          const v2 = patchRun(d + 32, r, 0, H, W), v3 = patchRun(d + 48, r, 0, H, W);
+          // Column q of the four patches: a 4x4 transpose.
+          const t0 = v128.shuffle<f32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(v2, v3, 0, 4, 1, 5);
+          const t2 = v128.shuffle<f32>(v0, v1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(v2, v3, 2, 6, 3, 7);
+          columns(
+            at(stage, 16 * r), v128.shuffle<f32>(t0, t1, 0, 1, 4, 5), v128.shuffle<f32>(t0, t1, 2, 3, 6, 7),
+            v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), v128.shuffle<f32>(t2, t3, 2, 3, 6, 7),
+          );
+        }
       } else {
         for (let l = 0; l < 4; l++) {
           const g = b + j + l, img = g / P, p = g % P;
@@ -269,7 +369,7 @@ function transformInput(
  * y [N,K,OH,OW] = conv(x [N,C,H,W], U) for a 3x3 kernel at stride 1 with padding (padTop, padLeft),
  * U from `winogradFilter` (m = 2). Threads split the N·⌈OH/2⌉·⌈OW/2⌉ tiles in runs of four; each thread
  * works through its run in blocks of T tiles, T a multiple of 8 set by its scratch (scratchStride
- * bytes = 4·(16·(C + Kp)·T + 576): V [16][C][T], M [16][Kp][T], a 64-float stage), so V and M of a
+ * bytes = 4·(16·(C + Kp)·T + 592): V [16][C][T], M [16][Kp][T], an 80-float stage), so V and M of a
  * block stay in cache between the transforms and the GEMMs.
  */
 export function winogradConv(
@@ -277,13 +377,13 @@ export function winogradConv(
   N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
 ): void {
   const Kp = padded(K), TW = (OW + 1) >> 1, TH = (OH + 1) >> 1, P = TH * TW;
-  const T = (((scratchStride >> 2) - 576) / (16 * (C + Kp))) & ~7;
+  const T = (((scratchStride >> 2) - 592) / (16 * (C + Kp))) & ~7;
   // The 16 planes of V and M sit 16 floats further apart than their size: the transforms touch all
   // 16 at once, and planes a multiple of 4 KiB apart would fall into one cache set.
   const vp = C * T + 16, mp = Kp * T + 16;
   const V = scratch + <usize>tid * scratchStride, M = at(V, 16 * vp), stage = at(M, 16 * mp);
-  const vs = (<usize>T) << 2;
-  const rowsIn = vectorRows(TW, W, padLeft), rowsOut = OW % 8 == 0;
+  const vs = (<usize>T) << 2, d = at(stage, 64);
+  const rowsIn = vectorRows(2, TW, W, padLeft);
   const t1 = cut(N * P, 4, tid + 1, nt);
   for (let b = cut(N * P, 4, tid, nt); b < t1; b += T) {
     const n = min(T, t1 - b), cols = (n + 7) & ~7;
@@ -295,45 +395,104 @@ export function winogradConv(
         for (let k = 0; k < Kp; k += 4) product(C, at(ua, k * C), at(va, j), vs, at(ma, k * T + j), vs);
       }
     }
-    // y = Aᵀ·M·A per output channel, four tiles at a time.
-    const ms = (<usize>mp) << 2;
-    for (let k = 0; k < K; k++) {
-      walkFrom(b, P, TW);
-      for (let j = 0; j < n; j += 4) {
-        const m = at(M, k * T + j);
-        // s = Aᵀ·M (2x4), by columns q.
-        const s00 = colSum(m, ms), s01 = colSum(m + ms, ms), s02 = colSum(m + 2 * ms, ms), s03 = colSum(m + 3 * ms, ms);
-        const s10 = colDiff(m, ms), s11 = colDiff(m + ms, ms), s12 = colDiff(m + 2 * ms, ms), s13 = colDiff(m + 3 * ms, ms);
-        const y00 = f32x4.add(f32x4.add(s00, s01), s02), y01 = f32x4.sub(f32x4.sub(s01, s02), s03);
-        const y10 = f32x4.add(f32x4.add(s10, s11), s12), y11 = f32x4.sub(f32x4.sub(s11, s12), s13);
-        if (rowsOut) {
-          const oh = walkRow << 1;
-          const r0 = at(y, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 1));
-          walkOn(TW, TH);
-          v128.store(r0, v128.shuffle<f32>(y00, y01, 0, 4, 1, 5));
-          v128.store(r0, v128.shuffle<f32>(y00, y01, 2, 6, 3, 7), 16);
-          if (oh + 1 < OH) {
-            const r1 = at(r0, OW);
-            v128.store(r1, v128.shuffle<f32>(y10, y11, 0, 4, 1, 5));
-            v128.store(r1, v128.shuffle<f32>(y10, y11, 2, 6, 3, 7), 16);
-          }
-          continue;
+    outputs(M, (<usize>mp) << 2, T, d, y, b, n, 0, K, K, OH, OW, P, TW, TH);
+  }
+}
+
+/**
+ * y = Aᵀ·M·A of F(2x2, 3x3) for tiles b .. b + n - 1 and output channels [k0, k1), four tiles at a
+ * time: M's row for channel k at M + 4·(k - k0)·T bytes, its 16 planes ms bytes apart; tile
+ * descriptors at d.
+ */
+function outputs(
+  M: usize, ms: usize, T: i32, d: usize, y: usize, b: i32, n: i32, k0: i32, k1: i32, K: i32, OH: i32, OW: i32, P: i32, TW: i32, TH: i32,
+): void {
+  for (let k = k0; k < k1; k++) {
+    walkFrom(b, P, TW);
+    for (let j = 0; j < n; j += 4) {
+      const m = at(M, (k - k0) * T + j);
+      // s = Aᵀ·M (2x4), by columns q.
+      const s00 = colSum(m, ms), s01 = colSum(m + ms, ms), s02 = colSum(m + 2 * ms, ms), s03 = colSum(m + 3 * ms, ms);
+      const s10 = colDiff(m, ms), s11 = colDiff(m + ms, ms), s12 = colDiff(m + 2 * ms, ms), s13 = colDiff(m + 3 * ms, ms);
+      const y00 = f32x4.add(f32x4.add(s00, s01), s02), y01 = f32x4.sub(f32x4.sub(s01, s02), s03);
+      const y10 = f32x4.add(f32x4.add(s10, s11), s12), y11 = f32x4.sub(f32x4.sub(s11, s12), s13);
+      if (j + 4 <= n && 2 * (walkCol + 4) <= OW) {
+        // Four whole tiles side by side: two runs of 8 outputs.
+        const oh = walkRow << 1;
+        const r0 = at(y, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 1));
+        walkOn(4, TW, TH);
+        v128.store(r0, v128.shuffle<f32>(y00, y01, 0, 4, 1, 5));
+        v128.store(r0, v128.shuffle<f32>(y00, y01, 2, 6, 3, 7), 16);
+        if (oh + 1 < OH) {
+          const r1 = at(r0, OW);
+          v128.store(r1, v128.shuffle<f32>(y10, y11, 0, 4, 1, 5));
+          v128.store(r1, v128.shuffle<f32>(y10, y11, 2, 6, 3, 7), 16);
         }
-        const g = b + j;
-        v128.store(stage, y00);
-        v128.store(stage, y01, 16);
-        v128.store(stage, y10, 32);
-        v128.store(stage, y11, 48);
-        for (let l = 0; l < 4 && j + l < n; l++) {
-          const pl = (g + l) % P, ih = (pl / TW) << 1, iw = (pl % TW) << 1;
-          const o = at(y, (((g + l) / P) * K + k) * OH * OW);
-          for (let e = 0; e < 4; e++) {
-            const r = ih + (e >> 1), s = iw + (e & 1);
-            if (r < OH && s < OW) store<f32>(at(o, r * OW + s), load<f32>(at(stage, 4 * e + l)));
-          }
-        }
+        continue;
       }
+      // Row e of tile l: lanes l of ye0 and ye1, as 64 bits.
+      describe(d, n - j, 2, y, K, k, OH, OW, 0, 0, TW, TH);
+      const r00 = v128.shuffle<f32>(y00, y01, 0, 4, 1, 5), r01 = v128.shuffle<f32>(y00, y01, 2, 6, 3, 7);
+      const r10 = v128.shuffle<f32>(y10, y11, 0, 4, 1, 5), r11 = v128.shuffle<f32>(y10, y11, 2, 6, 3, 7);
+      storePair(d, 0, i64x2.extract_lane(r00, 0), OH, OW);
+      storePair(d + 16, 0, i64x2.extract_lane(r00, 1), OH, OW);
+      storePair(d + 32, 0, i64x2.extract_lane(r01, 0), OH, OW);
+      storePair(d + 48, 0, i64x2.extract_lane(r01, 1), OH, OW);
+      storePair(d, 1, i64x2.extract_lane(r10, 0), OH, OW);
+      storePair(d + 16, 1, i64x2.extract_lane(r10, 1), OH, OW);
+      storePair(d + 32, 1, i64x2.extract_lane(r11, 0), OH, OW);
+      storePair(d + 48, 1, i64x2.extract_lane(r11, 1), OH, OW);
     }
+  }
+}
+
+/**
+ * `winogradConv` for few tiles and many channels (the deep layers of an inference at batch 1), from
+ * the filters w [K, C, 3, 3] themselves: there every thread streamed all of U (16·Kp·C floats,
+ * written by `winogradFilter`) past its few tiles. Here threads split the output channels instead,
+ * each transforms the input of all T = N·⌈OH/2⌉·⌈OW/2⌉ tiles, and each panel of four filters is
+ * transformed just before its GEMMs, so U never leaves the cache. Scratch per thread
+ * (scratchStride bytes): V [16][C][T8] (T8 = T rounded up to 8; planes 16 floats apart), the panel's
+ * U [16][C][4], its M [16][4][T8] (planes 16 floats apart) and an 80-float stage.
+ */
+export function winogradConvPanels(
+  x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
+): void {
+  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 2, tid, nt);
+}
+
+/** `winogradConvPanels` by F(4x4, 3x3): 36 points, T = N·⌈OH/4⌉·⌈OW/4⌉ tiles and a 176-float stage. */
+export function winograd4ConvPanels(
+  x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
+): void {
+  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 4, tid, nt);
+}
+
+/** The two panel kernels, m a constant where inlined. */
+// @ts-ignore: decorator
+@inline function panels(
+  x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, m: i32, tid: i32, nt: i32,
+): void {
+  const points = (m + 2) * (m + 2), TW = (OW + m - 1) / m, TH = (OH + m - 1) / m, P = TH * TW, n = N * P, T = (n + 7) & ~7;
+  const vp = C * T + 16, mp = 4 * T + 16, vs = (<usize>T) << 2;
+  const V = scratch + <usize>tid * scratchStride, U = at(V, points * vp), M = at(U, 4 * points * C), stage = at(M, points * mp);
+  const k1 = cut(padded(K), 4, tid + 1, nt), rowsIn = vectorRows(m, TW, W, padLeft);
+  let k = cut(padded(K), 4, tid, nt);
+  if (k < k1) {
+    if (m == 2) transformInput(x, V, vp, T, stage, 0, n, T, C, H, W, P, TW, padTop, padLeft, rowsIn);
+    else transformInput4(x, V, vp, T, stage, 0, n, T, C, H, W, P, TW, padTop, padLeft, rowsIn);
+  }
+  for (; k < k1; k += 4) {
+    filterPanel(w, K, C, m, k, U, (<usize>C) << 4);
+    for (let xi = 0; xi < points; xi++) {
+      const ua = at(U, xi * 4 * C), va = at(V, xi * vp), ma = at(M, xi * mp);
+      for (let j = 0; j < T; j += 8) product(C, ua, at(va, j), vs, at(ma, j), vs);
+    }
+    if (m == 2) outputs(M, (<usize>mp) << 2, T, at(stage, 64), y, 0, n, k, min(k + 4, K), K, OH, OW, P, TW, TH);
+    else outputs4(M, (<usize>mp) << 2, T, stage, y, 0, n, k, min(k + 4, K), K, OH, OW, P, TW, TH);
   }
 }
 
@@ -423,7 +582,7 @@ export function winogradBackwardFilter(
 ): void {
   const points = (m + 2) * (m + 2);
   const Kp = padded(K), TW = (OW + m - 1) / m, TH = (OH + m - 1) / m, P = TH * TW;
-  const T = (((scratchStride >> 2) - 32 * points - (m == 2 ? 64 : 160)) / (points * (C + Kp))) & ~7;
+  const T = (((scratchStride >> 2) - 32 * points - (m == 2 ? 80 : 176)) / (points * (C + Kp))) & ~7;
   const vp = C * T + 16, dp = Kp * T + 16;
   const V = scratch + <usize>tid * scratchStride, D = at(V, points * vp), stage = at(D, points * dp);
   part += <usize>tid * partStride;
@@ -432,51 +591,47 @@ export function winogradBackwardFilter(
   for (let b = cut(N * P, 4, tid, nt); b < t1; b += T) {
     const n = min(T, t1 - b), cols = (n + 3) & ~3;
     if (m == 2) {
-      transformInput(x, V, vp, T, stage, b, n, cols, C, H, W, P, TW, padTop, padLeft, vectorRows(TW, W, padLeft));
+      transformInput(x, V, vp, T, stage, b, n, cols, C, H, W, P, TW, padTop, padLeft, vectorRows(2, TW, W, padLeft));
       transformGrad(dy, D, dp, T, stage, b, n, cols, K, OH, OW, P, TW);
     } else {
-      transformInput4(x, V, vp, T, stage, b, n, cols, C, H, W, P, TW, padTop, padLeft, vectorRows4(TW, W, padLeft));
+      transformInput4(x, V, vp, T, stage, b, n, cols, C, H, W, P, TW, padTop, padLeft, vectorRows(4, TW, W, padLeft));
       transformGrad4(dy, D, dp, T, stage, b, n, cols, K, OH, OW, P, TW);
     }
     for (let xi = 0; xi < points; xi++) reduceTiles(at(D, xi * dp), at(V, xi * vp), T, cols, at(part, xi * K * C), K, C);
   }
 }
 
-/** D[ξ][k][j] = (A·dy·Aᵀ)[ξ] of the 2x2 output gradients of tiles b + j, j < cols, zero past the edges and past n. */
+/**
+ * D[ξ][k][j] = (A·dy·Aᵀ)[ξ] of the 2x2 output gradients of tiles b + j, j < cols, zero past the edges
+ * and past n; tile descriptors at stage + 64 floats.
+ */
 function transformGrad(dy: usize, D: usize, dp: i32, T: i32, stage: usize, b: i32, n: i32, cols: i32, K: i32, OH: i32, OW: i32, P: i32, TW: i32): void {
-  const TH = P / TW, ds = (<usize>dp) << 2, rowsOut = OW % 8 == 0;
+  const TH = P / TW, ds = (<usize>dp) << 2, d = at(stage, 64);
   for (let k = 0; k < K; k++) {
     walkFrom(b, P, TW);
     for (let j = 0; j < cols; j += 4) {
-      const g = b + j;
-      let y00 = f32x4.splat(0), y01 = y00, y10 = y00, y11 = y00;
-      if (rowsOut && j < n) {
+      // Rows 0 (u) and 1 (w) of the four tiles, two floats each: runs of 8 for four whole tiles side
+      // by side, else the first two lanes of each tile's runs.
+      let u0 = f32x4.splat(0), u1 = u0, w0 = u0, w1 = u0;
+      if (j + 4 <= n && 2 * (walkCol + 4) <= OW) {
         const oh = walkRow << 1;
         const r0 = at(dy, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 1));
-        walkOn(TW, TH);
-        const u0 = v128.load(r0), u1 = v128.load(r0, 16);
-        y00 = v128.shuffle<f32>(u0, u1, 0, 2, 4, 6);
-        y01 = v128.shuffle<f32>(u0, u1, 1, 3, 5, 7);
+        walkOn(4, TW, TH);
+        u0 = v128.load(r0);
+        u1 = v128.load(r0, 16);
         if (oh + 1 < OH) {
-          const r1 = at(r0, OW);
-          const w0 = v128.load(r1), w1 = v128.load(r1, 16);
-          y10 = v128.shuffle<f32>(w0, w1, 0, 2, 4, 6);
-          y11 = v128.shuffle<f32>(w0, w1, 1, 3, 5, 7);
+          w0 = v128.load(at(r0, OW));
+          w1 = v128.load(at(r0, OW), 16);
         }
       } else {
-        for (let l = 0; l < 4; l++) {
-          const pl = (g + l) % P, oh = (pl / TW) << 1, ow = (pl % TW) << 1;
-          const o = at(dy, (((g + l) / P) * K + k) * OH * OW);
-          for (let e = 0; e < 4; e++) {
-            const r = oh + (e >> 1), s = ow + (e & 1);
-            store<f32>(at(stage, 4 * e + l), j + l < n && r < OH && s < OW ? load<f32>(at(o, r * OW + s)) : 0);
-          }
-        }
-        y00 = v128.load(stage);
-        y01 = v128.load(stage, 16);
-        y10 = v128.load(stage, 32);
-        y11 = v128.load(stage, 48);
+        describe(d, n - j, 2, dy, K, k, OH, OW, 0, 0, TW, TH);
+        u0 = v128.shuffle<f32>(patchRun(d, 0, 0, OH, OW), patchRun(d + 16, 0, 0, OH, OW), 0, 1, 4, 5);
+        u1 = v128.shuffle<f32>(patchRun(d + 32, 0, 0, OH, OW), patchRun(d + 48, 0, 0, OH, OW), 0, 1, 4, 5);
+        w0 = v128.shuffle<f32>(patchRun(d, 1, 0, OH, OW), patchRun(d + 16, 1, 0, OH, OW), 0, 1, 4, 5);
+        w1 = v128.shuffle<f32>(patchRun(d + 32, 1, 0, OH, OW), patchRun(d + 48, 1, 0, OH, OW), 0, 1, 4, 5);
       }
+      const y00 = v128.shuffle<f32>(u0, u1, 0, 2, 4, 6), y01 = v128.shuffle<f32>(u0, u1, 1, 3, 5, 7);
+      const y10 = v128.shuffle<f32>(w0, w1, 0, 2, 4, 6), y11 = v128.shuffle<f32>(w0, w1, 1, 3, 5, 7);
       // Rows of A·dy: (y0·), (y0· + y1·), (y0· - y1·), (-y1·); each row (p, q) times Aᵀ: (p, p + q, p - q, -q).
       const dst = at(D, k * T + j);
       spreadRow(dst, ds, y00, y01);
@@ -546,7 +701,7 @@ function partsSum(src: usize, partStride: i32, nparts: i32, i: i32): f64 {
 //   G = [¼ 0 0; -⅙ -⅙ -⅙; -⅙ ⅙ -⅙; 1/24 1/12 ⅙; 1/24 -1/12 ⅙; 0 0 1],
 //   Aᵀ = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
 // Their larger entries cost accuracy (winograd.test.ts measures it). Layouts as in F(2x2, 3x3), with
-// 36 planes; the stage holds 160 floats.
+// 36 planes; the stage holds 160 floats, then 16 of tile descriptors.
 
 /** Row i of G times (a, b, e), in float64. */
 // @ts-ignore: decorator
@@ -583,31 +738,38 @@ function partsSum(src: usize, partStride: i32, nparts: i32, i: i32): f64 {
   v128.store(dst + 3 * step, f32x4.add(f32x4.add(b, f32x4.mul(f32x4.splat(8), e)), m5));
 }
 
-/** Whether `winograd4Conv` may move four tiles' patches as vectors: 4·4 + 2 adjacent columns, read as `transformInput` reads. */
-// @ts-ignore: decorator
-@inline function vectorRows4(TW: i32, W: i32, padLeft: i32): bool {
-  return TW % 4 == 0 && padLeft <= 8 && 4 * TW + 2 - padLeft - W <= 12;
-}
-
 /**
  * `transformInput` for F(4x4, 3x3): V[ξ][c][j] = (Bᵀ·d·B)[ξ] of the 6x6 patches, h = d·B row by row
- * into the stage (row r at 24·r floats), then Bᵀ·h by columns.
+ * into the stage (row r at 24·r floats), then Bᵀ·h by columns; tile descriptors at stage + 160 floats.
  */
 function transformInput4(
   x: usize, V: usize, vp: i32, T: i32, stage: usize, b: i32, n: i32, cols: i32,
   C: i32, H: i32, W: i32, P: i32, TW: i32, padTop: i32, padLeft: i32, rowsIn: bool,
 ): void {
-  const TH = P / TW, xs = (<usize>vp) << 2;
+  const TH = P / TW, xs = (<usize>vp) << 2, d = at(stage, 160);
   for (let c = 0; c < C; c++) {
     walkFrom(b, P, TW);
     for (let j = 0; j < cols; j += 4) {
-      if (rowsIn && j < n) {
+      if (rowsIn) {
+        // Four tiles side by side read 4·4 + 2 adjacent columns; others are read tile by tile.
+        const run = j + 4 <= n && walkCol + 4 <= TW;
         const ih = (walkRow << 2) - padTop, iw = (walkCol << 2) - padLeft;
-        const plane = at(x, (walkImg * C + c) * H * W);
+        const row0 = at(x, ((walkImg * C + c) * H + ih) * W);
+        if (run) walkOn(4, TW, TH);
+        else describe(d, n - j, 4, x, C, c, H, W, padTop, padLeft, TW, TH);
         for (let r = 0; r < 6; r++) {
           let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-          if (<u32>(ih + r) < <u32>H) {
-            const row = at(plane, (ih + r) * W);
+          if (!run) {
+            a0 = patchRun(d, r, 0, H, W);
+            a1 = patchRun(d + 16, r, 0, H, W);
+            a2 = patchRun(d + 32, r, 0, H, W);
+            a3 = patchRun(d + 48, r, 0, H, W);
+            b0 = patchRun(d, r, 2, H, W);
+            b1 = patchRun(d + 16, r, 2, H, W);
+            b2 = patchRun(d + 32, r, 2, H, W);
+            b3 = patchRun(d + 48, r, 2, H, W);
+          } else if (<u32>(ih + r) < <u32>H) {
+            const row = at(row0, r * W);
             a0 = rowRun(row, iw, W);
             a1 = rowRun(row, iw + 4, W);
             a2 = rowRun(row, iw + 8, W);
@@ -617,8 +779,8 @@ function transformInput4(
             b2 = rowRun(row, iw + 10, W);
             b3 = rowRun(row, iw + 14, W);
           }
-          // Column q of the four patches (input columns iw + 4·lane + q) by 4x4 transposes:
-          // q = 0, 1 of the runs at iw + 4·lane, q = 2..5 of those at iw + 4·lane + 2.
+          // Column q of the four patches by 4x4 transposes: q = 0, 1 of the runs from their column 0,
+          // q = 2..5 of those from column 2.
           const s01 = v128.shuffle<f32>(a0, a1, 0, 4, 1, 5), s23 = v128.shuffle<f32>(a2, a3, 0, 4, 1, 5);
           const u01 = v128.shuffle<f32>(b0, b1, 0, 4, 1, 5), u23 = v128.shuffle<f32>(b2, b3, 0, 4, 1, 5);
           const w01 = v128.shuffle<f32>(b0, b1, 2, 6, 3, 7), w23 = v128.shuffle<f32>(b2, b3, 2, 6, 3, 7);
@@ -629,7 +791,6 @@ function transformInput4(
             v128.shuffle<f32>(w01, w23, 0, 1, 4, 5), v128.shuffle<f32>(w01, w23, 2, 3, 6, 7),
           );
         }
-        walkOn(TW, TH);
       } else {
         for (let l = 0; l < 4; l++) {
           const g = b + j + l, p = g % P;
@@ -657,19 +818,19 @@ function transformInput4(
 
 /**
  * `winogradConv` by F(4x4, 3x3): tiles are 4x4 outputs, U from `winogradFilter` (m = 4), and the scratch
- * holds V [36][C][T], M [36][Kp][T] (planes 16 floats apart) and a 160-float stage:
- * scratchStride = 4·(36·(C + Kp)·T + 1312) bytes.
+ * holds V [36][C][T], M [36][Kp][T] (planes 16 floats apart) and a 176-float stage:
+ * scratchStride = 4·(36·(C + Kp)·T + 1328) bytes.
  */
 export function winograd4Conv(
   x: usize, u: usize, y: usize, scratch: usize, scratchStride: i32,
   N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
 ): void {
   const Kp = padded(K), TW = (OW + 3) >> 2, TH = (OH + 3) >> 2, P = TH * TW;
-  const T = (((scratchStride >> 2) - 1312) / (36 * (C + Kp))) & ~7;
+  const T = (((scratchStride >> 2) - 1328) / (36 * (C + Kp))) & ~7;
   const vp = C * T + 16, mp = Kp * T + 16;
   const V = scratch + <usize>tid * scratchStride, M = at(V, 36 * vp), stage = at(M, 36 * mp);
   const vs = (<usize>T) << 2, ms = (<usize>mp) << 2;
-  const rowsIn = vectorRows4(TW, W, padLeft), rowsOut = OW % 16 == 0;
+  const rowsIn = vectorRows(4, TW, W, padLeft);
   const t1 = cut(N * P, 4, tid + 1, nt);
   for (let b = cut(N * P, 4, tid, nt); b < t1; b += T) {
     const n = min(T, t1 - b), cols = (n + 7) & ~7;
@@ -680,49 +841,59 @@ export function winograd4Conv(
         for (let k = 0; k < Kp; k += 4) product(C, at(ua, k * C), at(va, j), vs, at(ma, k * T + j), vs);
       }
     }
-    // y = Aᵀ·M·A: s = Aᵀ·M by columns into the stage (s[a][q] at 4·(6·a + q) floats), then the rows
-    // of s times A (y[a][e] at 96 + 4·(4·a + e) floats).
-    const ys = at(stage, 96);
-    for (let k = 0; k < K; k++) {
-      walkFrom(b, P, TW);
-      for (let j = 0; j < n; j += 4) {
-        const m = at(M, k * T + j);
-        for (let q = 0; q < 6; q++) {
-          const mq = m + <usize>q * ms;
-          outputRow4(
-            at(stage, 4 * q), 96, v128.load(mq), v128.load(mq + 6 * ms), v128.load(mq + 12 * ms),
-            v128.load(mq + 18 * ms), v128.load(mq + 24 * ms), v128.load(mq + 30 * ms),
-          );
-        }
-        for (let a = 0; a < 4; a++) {
-          const s = at(stage, 24 * a);
-          outputRow4(at(ys, 16 * a), 16, v128.load(s), v128.load(s, 16), v128.load(s, 32), v128.load(s, 48), v128.load(s, 64), v128.load(s, 80));
-        }
-        if (rowsOut) {
-          const oh = walkRow << 2;
-          const r0 = at(y, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 2));
-          walkOn(TW, TH);
-          for (let a = 0; a < 4 && oh + a < OH; a++) {
-            // Output row oh + a holds, tile by tile, lanes l of y[a][0..3]: a 4x4 transpose.
-            const e = at(ys, 16 * a), o = at(r0, a * OW);
-            const e0 = v128.load(e), e1 = v128.load(e, 16), e2 = v128.load(e, 32), e3 = v128.load(e, 48);
-            const t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
-            const t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
-            v128.store(o, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5));
-            v128.store(o, v128.shuffle<f32>(t0, t1, 2, 3, 6, 7), 16);
-            v128.store(o, v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), 32);
-            v128.store(o, v128.shuffle<f32>(t2, t3, 2, 3, 6, 7), 48);
-          }
-          continue;
-        }
-        const g = b + j;
-        for (let l = 0; l < 4 && j + l < n; l++) {
-          const pl = (g + l) % P, oh = (pl / TW) << 2, ow = (pl % TW) << 2;
-          const o = at(y, (((g + l) / P) * K + k) * OH * OW);
-          for (let e = 0; e < 16; e++) {
-            const r = oh + (e >> 2), s = ow + (e & 3);
-            if (r < OH && s < OW) store<f32>(at(o, r * OW + s), load<f32>(at(ys, 4 * e + l)));
-          }
+    outputs4(M, ms, T, stage, y, b, n, 0, K, K, OH, OW, P, TW, TH);
+  }
+}
+
+/**
+ * y = Aᵀ·M·A of F(4x4, 3x3) for tiles b .. b + n - 1 and output channels [k0, k1), as `outputs`
+ * reads M: s = Aᵀ·M by columns into the stage (s[a][q] at 4·(6·a + q) floats), then the rows of s
+ * times A (y[a][e] at 96 + 4·(4·a + e) floats); tile descriptors at stage + 160 floats.
+ */
+function outputs4(
+  M: usize, ms: usize, T: i32, stage: usize, y: usize, b: i32, n: i32, k0: i32, k1: i32, K: i32, OH: i32, OW: i32, P: i32, TW: i32, TH: i32,
+): void {
+  const ys = at(stage, 96), d = at(stage, 160);
+  for (let k = k0; k < k1; k++) {
+    walkFrom(b, P, TW);
+    for (let j = 0; j < n; j += 4) {
+      const m = at(M, (k - k0) * T + j);
+      for (let q = 0; q < 6; q++) {
+        const mq = m + <usize>q * ms;
+        outputRow4(
+          at(stage, 4 * q), 96, v128.load(mq), v128.load(mq + 6 * ms), v128.load(mq + 12 * ms),
+          v128.load(mq + 18 * ms), v128.load(mq + 24 * ms), v128.load(mq + 30 * ms),
+        );
+      }
+      for (let a = 0; a < 4; a++) {
+        const s = at(stage, 24 * a);
+        outputRow4(at(ys, 16 * a), 16, v128.load(s), v128.load(s, 16), v128.load(s, 32), v128.load(s, 48), v128.load(s, 64), v128.load(s, 80));
+      }
+      // Four whole tiles side by side: runs of 16 outputs; others are stored tile by tile.
+      const run = j + 4 <= n && 4 * (walkCol + 4) <= OW, oh = walkRow << 2;
+      const r0 = at(y, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 2));
+      if (run) walkOn(4, TW, TH);
+      else describe(d, n - j, 4, y, K, k, OH, OW, 0, 0, TW, TH);
+      for (let a = 0; a < 4; a++) {
+        // Row a of tile l: lanes l of y[a][0..3], a 4x4 transpose.
+        const e = at(ys, 16 * a);
+        const e0 = v128.load(e), e1 = v128.load(e, 16), e2 = v128.load(e, 32), e3 = v128.load(e, 48);
+        const t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
+        const t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
+        const y0 = v128.shuffle<f32>(t0, t1, 0, 1, 4, 5), y1 = v128.shuffle<f32>(t0, t1, 2, 3, 6, 7);
+        const y2 = v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), y3 = v128.shuffle<f32>(t2, t3, 2, 3, 6, 7);
+        if (run) {
+          if (oh + a >= OH) break;
+          const o = at(r0, a * OW);
+          v128.store(o, y0);
+          v128.store(o, y1, 16);
+          v128.store(o, y2, 32);
+          v128.store(o, y3, 48);
+        } else {
+          storeRun(d, a, y0, OH, OW);
+          storeRun(d + 16, a, y1, OH, OW);
+          storeRun(d + 32, a, y2, OH, OW);
+          storeRun(d + 48, a, y3, OH, OW);
         }
       }
     }
@@ -744,47 +915,24 @@ export function winograd4Conv(
 
 /**
  * `transformGrad` for F(4x4, 3x3): D = A·dy·Aᵀ of the 4x4 output gradients, h = dy·Aᵀ row by row
- * into the stage (row a at 64 + 24·a floats), then A·h by columns.
+ * into the stage (row a at 64 + 24·a floats), then A·h by columns; tile descriptors at stage + 160 floats.
  */
 function transformGrad4(dy: usize, D: usize, dp: i32, T: i32, stage: usize, b: i32, n: i32, cols: i32, K: i32, OH: i32, OW: i32, P: i32, TW: i32): void {
-  const TH = P / TW, ds = (<usize>dp) << 2, rowsOut = OW % 16 == 0;
-  const hs = at(stage, 64);
+  const TH = P / TW, ds = (<usize>dp) << 2, hs = at(stage, 64), d = at(stage, 160);
   for (let k = 0; k < K; k++) {
     walkFrom(b, P, TW);
     for (let j = 0; j < cols; j += 4) {
-      if (rowsOut && j < n) {
-        const oh = walkRow << 2;
-        const r0 = at(dy, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 2));
-        walkOn(TW, TH);
-        for (let a = 0; a < 4; a++) {
-          let y0 = f32x4.splat(0), y1 = y0, y2 = y0, y3 = y0;
-          if (oh + a < OH) {
-            // Column e of the four tiles' row a: a 4x4 transpose of the row's four runs.
-            const o = at(r0, a * OW);
-            const e0 = v128.load(o), e1 = v128.load(o, 16), e2 = v128.load(o, 32), e3 = v128.load(o, 48);
-            const t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
-            const t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
-            y0 = v128.shuffle<f32>(t0, t1, 0, 1, 4, 5);
-            y1 = v128.shuffle<f32>(t0, t1, 2, 3, 6, 7);
-            y2 = v128.shuffle<f32>(t2, t3, 0, 1, 4, 5);
-            y3 = v128.shuffle<f32>(t2, t3, 2, 3, 6, 7);
-          }
-          gradRow4(at(hs, 24 * a), 16, y0, y1, y2, y3);
-        }
-      } else {
-        const g = b + j;
-        for (let l = 0; l < 4; l++) {
-          const pl = (g + l) % P, oh = (pl / TW) << 2, ow = (pl % TW) << 2;
-          const o = at(dy, (((g + l) / P) * K + k) * OH * OW);
-          for (let e = 0; e < 16; e++) {
-            const r = oh + (e >> 2), s = ow + (e & 3);
-            store<f32>(at(stage, 4 * e + l), j + l < n && r < OH && s < OW ? load<f32>(at(o, r * OW + s)) : 0);
-          }
-        }
-        for (let a = 0; a < 4; a++) {
-          const y = at(stage, 16 * a);
-          gradRow4(at(hs, 24 * a), 16, v128.load(y), v128.load(y, 16), v128.load(y, 32), v128.load(y, 48));
-        }
+      describe(d, n - j, 4, dy, K, k, OH, OW, 0, 0, TW, TH);
+      for (let a = 0; a < 4; a++) {
+        // Column e of the four tiles' row a: a 4x4 transpose of their runs.
+        const e0 = patchRun(d, a, 0, OH, OW), e1 = patchRun(d + 16, a, 0, OH, OW);
+        const e2 = patchRun(d + 32, a, 0, OH, OW), e3 = patchRun(d + 48, a, 0, OH, OW);
+        const t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
+        const t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
+        gradRow4(
+          at(hs, 24 * a), 16, v128.shuffle<f32>(t0, t1, 0, 1, 4, 5), v128.shuffle<f32>(t0, t1, 2, 3, 6, 7),
+          v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), v128.shuffle<f32>(t2, t3, 2, 3, 6, 7),
+        );
       }
       const dst = at(D, k * T + j);
       for (let q = 0; q < 6; q++) {

@@ -44,12 +44,12 @@ const winogradFilterFits = (g: Conv2dGeometry): boolean => winogradFits(g) && g.
 /**
  * Floats of Winograd scratch per thread for C input and K output channels and 16 or 36 transform
  * points: blocks of T tiles (a multiple of 8) with V [points][C][T] and M [points][Kp][T], each plane
- * 16 floats apart, and a stage of 64 or 160 floats.
+ * 16 floats apart, and a stage of 64 or 160 floats plus 16 of tile descriptors.
  */
 const winogradScratch = (c: number, k: number, points: number, block: number): number => {
   const kp = Math.ceil(k / 4) * 4;
   const tiles = Math.max(8, Math.floor(block / (points * (c + kp))) & ~7);
-  return points * (c + kp) * tiles + 32 * points + (points === 16 ? 64 : 160);
+  return points * (c + kp) * tiles + 32 * points + (points === 16 ? 80 : 176);
 };
 
 /** The kernels' shape arguments of a Winograd conv, in their order. */
@@ -57,13 +57,25 @@ const winogradShape = (g: Conv2dGeometry): number[] =>
   [g.batch, g.inChannels, g.inH, g.inW, g.outChannels, g.outH, g.outW, g.padTop, g.padLeft];
 
 /**
+ * Which Winograd form the forward conv takes: F(4x4, 3x3) multiplies less in its GEMMs, batch·(16·t2
+ * - 36·t4) fewer multiply-adds per (input, output) channel pair with t2 and t4 the 2x2 and 4x4 tiles
+ * per image, but transforms 36 filter points per pair where F(2x2, 3x3) transforms 16, and one
+ * transformed point (written, then read by each thread) costs about as much as 20 multiply-adds of
+ * the GEMMs. Measured at 2 threads: F(2x2, 3x3) 1.0-1.1x faster at batch 1 at 7x7 and 14x14
+ * (ResNet-50's 512 and 256 channels); F(4x4, 3x3) 1.0x at 28x28 x 128 channels, 1.4x at 56x56 x 64,
+ * 1.5x at ResNet-20's 8x8 x 64 (batch 128), 1.5x at 16x16 and 32x32.
+ */
+const forwardM = (g: Conv2dGeometry): 2 | 4 => {
+  const tiles = (m: number) => Math.ceil(g.outH / m) * Math.ceil(g.outW / m);
+  return g.batch * (16 * tiles(2) - 36 * tiles(4)) >= 20 * 20 ? 4 : 2;
+};
+
+/**
  * The forward conv by Winograd F(m x m, 3x3), m = 2 or 4 (assembly/winograd.ts): filter transform,
- * then the fused transforms and GEMMs. F(4x4, 3x3) runs where four tiles fill a vector (rows of 16k
- * outputs): 1.4-1.5x faster than F(2x2, 3x3) at ResNet-20's 32x32 and 16x16; elsewhere its scalar
- * edge paths make it slower (0.8x at 8x8).
+ * then the fused transforms and GEMMs.
  */
 export const winogradConv2d = (
-  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4 = g.outW % 16 === 0 ? 4 : 2,
+  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4 = forwardM(g),
 ): void => {
   const { inChannels: c, outChannels: k } = g;
   const points = (m + 2) ** 2;
@@ -77,13 +89,13 @@ export const winogradConv2d = (
 
 /**
  * The filter gradient by Winograd F(m x m, 3x3): each thread sums dU over its tiles, then the sums,
- * added in order, turn into dw. F(4x4, 3x3) runs where `winogradConv2d` would take it and its
+ * added in order, turn into dw. F(4x4, 3x3) runs where rows have 16 outputs or more and its
  * per-thread sums (36·K·C floats) stay small: 1.2-1.4x faster than F(2x2, 3x3) up to 64x64
- * channels, 0.7x at 128x128.
+ * channels (1.0x at 8x8 outputs), 0.7x at 128x128.
  */
 export const winogradBackwardFilter = (
   wasm: Wasm, g: Conv2dGeometry, x: Float32Array, dy: Float32Array, dw: Float32Array,
-  m: 2 | 4 = g.outW % 16 === 0 && g.inChannels * g.outChannels <= 64 * 64 ? 4 : 2,
+  m: 2 | 4 = g.outW >= 16 && g.inChannels * g.outChannels <= 64 * 64 ? 4 : 2,
 ): void => {
   const { inChannels: c, outChannels: k } = g;
   const points = (m + 2) ** 2;
@@ -97,6 +109,45 @@ export const winogradBackwardFilter = (
   done();
 };
 
+/** F(m x m, 3x3)'s tiles of a conv, rounded up to whole register tiles (8). */
+const tilesOf = (g: Conv2dGeometry, m: number): number => Math.ceil((g.batch * Math.ceil(g.outH / m) * Math.ceil(g.outW / m)) / 8) * 8;
+
+/**
+ * The F(m x m, 3x3) that `winogradPanelsConv2d` takes for g, if it runs by panels at all (else null).
+ * Its filter transform stays in the cache, so F(4x4, 3x3) pays from a smaller saving of GEMM
+ * multiply-adds per channel pair (tiles counted as the GEMMs' columns, padded to 8) than `forwardM`
+ * asks. Panels pay where each thread's share of U outweighs V (tiles at most half the output
+ * channels) and V, the transformed input of all tiles, stays within 2 MiB. Measured at 2 threads
+ * against the best of the block forms: at batch 1, 1.2x faster at 7x7 x 512 channels (F(2x2, 3x3)),
+ * 1.1x at 14x14 x 256 and 1.35x at 28x28 x 128 (F(4x4, 3x3)); at batch 2, 1.1x at 7x7 x 512 (F(2x2,
+ * 3x3), F(4x4, 3x3) 0.85x) and 1.0x at 14x14 x 256. At 56x56 x 64, where V outweighs U, blocks
+ * are as fast.
+ */
+const panelsM = (g: Conv2dGeometry): 2 | 4 | null => {
+  const m = 16 * tilesOf(g, 2) - 36 * tilesOf(g, 4) >= 300 ? 4 : 2;
+  const tiles = tilesOf(g, m);
+  return 2 * tiles <= g.outChannels && (m + 2) ** 2 * g.inChannels * tiles <= 2 ** 19 ? m : null;
+};
+
+/**
+ * The forward conv by F(m x m, 3x3) with the output channels split between threads, each panel of
+ * four filters transformed just before its GEMMs (winogradConvPanels, winograd4ConvPanels): no
+ * thread streams all the transformed filters past a few tiles, and they never leave the cache.
+ */
+export const winogradPanelsConv2d = (
+  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4,
+): void => {
+  const { inChannels: c } = g;
+  const t = tilesOf(g, m);
+  const points = (m + 2) ** 2;
+  // V, a panel's U and M, the stage (assembly/winograd.ts).
+  const stride = points * (c * t + 16) + 4 * points * c + points * (4 * t + 16) + (m === 2 ? 80 : 176);
+  const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * stride);
+  const kernel = m === 4 ? 'winograd4ConvPanels' : 'winogradConvPanels';
+  wasm.run(kernel, [px, pw, py, scratch, stride * 4, ...winogradShape(g)], (macsOf(g) * points) / (9 * m * m));
+  done();
+};
+
 /** The forward conv as a GEMM with implicit im2col (any geometry). */
 export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
   const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * wasm.gemmScratch);
@@ -106,8 +157,12 @@ export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w
 };
 
 /** Runs the forward conv on (x, w) under geometry g: Winograd where it pays, else implicit GEMM. */
-const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void =>
-  (winogradFits(g) ? winogradConv2d : implicitConv2d)(wasm, g, x, w, y);
+const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
+  if (!winogradFits(g)) return implicitConv2d(wasm, g, x, w, y);
+  const m = panelsM(g);
+  if (m) winogradPanelsConv2d(wasm, g, x, w, y, m);
+  else winogradConv2d(wasm, g, x, w, y);
+};
 
 /** y [N,K,OH,OW] = conv(x [N,C,H,W], w [K,C/groups,R,S]). */
 export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry): void => {

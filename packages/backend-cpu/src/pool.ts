@@ -1,5 +1,6 @@
-/** 2-D max and average pooling, forward and backward. */
+/** 2-D max and average pooling, forward and backward; max pooling's forward pass in WebAssembly. */
 import type { Pool2dGeometry } from '@residual/core';
+import { GEOMETRY, type Wasm } from './wasm.js';
 
 /**
  * Visits every output cell: `visit(xPlane, out, h0, h1, w0, w1)` gets the input plane's offset, the
@@ -58,32 +59,18 @@ const subsample = (x: Float32Array, y: Float32Array, g: Pool2dGeometry, forward:
 const isSample = (g: Pool2dGeometry): boolean => g.kernelH === 1 && g.kernelW === 1;
 
 /**
- * y = the maximum of each window, NaN winning (as in PyTorch): plain loops, as the forward pass
- * needs no position (a callback per window cost 8x).
+ * y = the first maximum of each window in row-major order, NaN winning (as PyTorch scans), by the
+ * WebAssembly kernel (assembly/pool.ts): 5-7x faster than plain loops at ResNet-50's 3x3/2 stem pool.
  */
-export const maxPool2d = (x: Float32Array, y: Float32Array, g: Pool2dGeometry): void => {
+export const maxPool2d = (wasm: Wasm, x: Float32Array, y: Float32Array, g: Pool2dGeometry): void => {
   if (isSample(g)) return subsample(x, y, g, true);
   const { inH, inW, kernelH, kernelW, strideH, strideW, padTop, padLeft, outH, outW } = g;
-  for (let p = 0, out = 0; p < g.batch * g.channels; p++) {
-    const plane = p * inH * inW;
-    for (let oh = 0; oh < outH; oh++) {
-      const hs = oh * strideH - padTop;
-      const h0 = Math.max(hs, 0), h1 = Math.min(hs + kernelH, inH);
-      for (let ow = 0; ow < outW; ow++, out++) {
-        const ws = ow * strideW - padLeft;
-        const w0 = Math.max(ws, 0), w1 = Math.min(ws + kernelW, inW);
-        let best = -Infinity;
-        for (let h = h0; h < h1; h++) {
-          for (let i = plane + h * inW + w0, end = i - w0 + w1; i < end; i++) {
-            const v = x[i];
-            // A NaN, once taken, stays: nothing compares greater than it.
-            if (v > best || v !== v) best = v;
-          }
-        }
-        y[out] = best;
-      }
-    }
-  }
+  // The kernel's copy of an input row between its padding, with room for its vector reads.
+  const row = Math.max(padLeft + inW, (outW - 1) * strideW + kernelW) + 8;
+  const { at: [px, py, scratch], done } = wasm.place([x], [y], wasm.threads * row);
+  wasm.geometry([g.batch * g.channels, inH, inW, outH, outW, kernelH, kernelW, strideH, strideW, padTop, padLeft]);
+  wasm.run('maxPool2d', [GEOMETRY, px, py, scratch, row * 4], y.length * kernelH * kernelW);
+  done();
 };
 
 /** Each dy goes to the first maximum of its window. */

@@ -361,6 +361,12 @@ const POOLS: [number[], Pool2dOptions][] = [
   [[1, 3, 5, 5], { kernelSize: 2, stride: 1 }],
   [[2, 2, 7, 6], { kernelSize: [3, 2], stride: [2, 1], padding: [1, 0] }],
   [[1, 2, 8, 7], { kernelSize: 3, stride: 3, padding: 1 }],
+  // Rows of many outputs, so a backend that takes windows several at a time meets full groups and
+  // a remainder: ResNet-50's stem pool (3x3/2, padding 1) at odd and even widths, and stride 1.
+  [[1, 3, 17, 19], { kernelSize: 3, stride: 2, padding: 1 }],
+  [[2, 2, 12, 18], { kernelSize: 3, stride: 2, padding: 1 }],
+  [[1, 2, 9, 13], { kernelSize: 3, stride: 1, padding: 1 }],
+  [[1, 2, 6, 21], { kernelSize: 2 }],
 ];
 const poolName = (op: string, x: number[], o: Pool2dOptions, extra = '') =>
   `${op}/x${shapeName(x)} k${o.kernelSize} s${o.stride ?? o.kernelSize} p${o.padding ?? 0}${extra}`;
@@ -373,6 +379,11 @@ const poolCases = (): ConformanceCase[] =>
     const withPad = (geom.padTop > 0 || geom.padLeft > 0 ? [true, false] : [true]) as boolean[];
     return [
       opCase(poolName('maxPool2d', x, o), 'maxPool2d', (g) => ({ inputs: { x: g.uniform(x, -3, 3) }, attrs: geom, tol: 'exact' })),
+      // Every 7th cell NaN: a window holding one gives NaN (as PyTorch's does), wherever in it.
+      opCase(poolName('maxPool2d', x, o, ' NaN wins'), 'maxPool2d', (g) => {
+        const t = g.uniform(x, -3, 3);
+        return { inputs: { x: r(x, t.data.map((v, i) => (i % 7 === 3 ? NaN : v))) }, attrs: geom, tol: 'exact' };
+      }),
       opCase(poolName('maxPool2dBackward', x, o, ' ties go to the first max'), 'maxPool2dBackward', (g) => ({
         inputs: { dy: dyOf(g), x: g.ints(x, 0, 3, 'f32') },
         attrs: geom,
