@@ -55,7 +55,7 @@ for (let i = 0; i < steps; i++) await trainer.trainStep(data);
 const stepMs = (performance.now() - start) / steps;
 const round = (v) => Math.round(v * 10) / 10;
 for (const [op, t] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
-  console.log(JSON.stringify({ bench: 'profile', model: opts.model, batch, op, msPerStep: round(t.ms / steps), callsPerStep: t.calls / steps, share: round((100 * t.ms) / steps / stepMs) / 100 }));
+  console.log(JSON.stringify({ bench: 'profile', model: opts.model, batch, op, msPerStep: round(t.ms / steps), callsPerStep: t.calls / steps, share: Number((t.ms / steps / stepMs).toFixed(3)) }));
 }
 console.log(JSON.stringify({ bench: 'profile', model: opts.model, batch, op: 'step', msPerStep: round(stepMs), imagesPerSecond: round((batch * 1000) / stepMs), threads, device: backend.device }));
 backend.dispose();
