@@ -2,16 +2,22 @@ import { setBackend } from '@residual/core';
 import { conformanceCases } from '@residual/core/testing';
 import { beforeAll, describe, it } from 'vitest';
 import { createCpuBackend } from './index.js';
+import { fmaSupported } from './wasm.js';
 
 /** Case name -> why the CPU backend skips it. Empty: the CPU passes the whole kit. */
 const SKIPS: Record<string, string> = {};
 
-describe('conformance kit on the CPU backend', () => {
-  beforeAll(() => {
-    setBackend(createCpuBackend());
+// Both kernel builds answer to the kit: fused multiply-add (where the engine has relaxed SIMD) and plain SIMD.
+const variants = fmaSupported() ? [true, false] : [false];
+
+for (const fma of variants) {
+  describe(`conformance kit on the CPU backend, ${fma ? 'FMA' : 'plain SIMD'} kernels`, () => {
+    beforeAll(() => {
+      setBackend(createCpuBackend({ fma }));
+    });
+    for (const c of conformanceCases({ skip: SKIPS })) {
+      if (c.skip) it.skip(`${c.name} (skipped: ${c.skip})`, () => c.run());
+      else it(c.name, () => c.run());
+    }
   });
-  for (const c of conformanceCases({ skip: SKIPS })) {
-    if (c.skip) it.skip(`${c.name} (skipped: ${c.skip})`, () => c.run());
-    else it(c.name, () => c.run());
-  }
-});
+}
