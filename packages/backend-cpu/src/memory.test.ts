@@ -104,4 +104,22 @@ describe('storage pool and memory()', () => {
     for (const s of [a, b, d]) cpu.free(s);
     expect(cpu.memory().liveBytes).toBe(0);
   });
+
+  it('works where shared memories exist but the SharedArrayBuffer global does not (pages without cross-origin isolation)', () => {
+    const global = globalThis as { SharedArrayBuffer?: unknown };
+    const saved = global.SharedArrayBuffer;
+    delete global.SharedArrayBuffer;
+    try {
+      const cpu = createCpuBackend({ threads: 1 });
+      const small = cpu.upload(new Float32Array([1, 2, 3]));
+      const large = cpu.upload(new Float32Array(10_000).fill(1));
+      cpu.free(small);
+      cpu.free(large);
+      cpu.dispose();
+      expect(cpu.memory().liveBuffers).toBe(0);
+    } finally {
+      global.SharedArrayBuffer = saved;
+    }
+  });
 });
+

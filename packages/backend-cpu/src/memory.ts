@@ -91,7 +91,8 @@ export class CpuMemory {
       return;
     }
     // A view of a WebAssembly memory forgotten by clear(): pooling it would keep that whole memory alive.
-    if (data.buffer instanceof SharedArrayBuffer) return;
+    // (Pages that are not cross-origin isolated have shared memories but no SharedArrayBuffer global.)
+    if (Object.prototype.toString.call(data.buffer) === '[object SharedArrayBuffer]') return;
     if (this.#pooledBytes + data.byteLength > this.maxPooledBytes) return;
     const map = this.#free[dtype] as Map<number, DataArray[]>;
     const list = map.get(data.length);
