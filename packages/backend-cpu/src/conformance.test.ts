@@ -4,9 +4,6 @@ import { beforeAll, describe, it } from 'vitest';
 import { createCpuBackend } from './index.js';
 import { fmaSupported } from './wasm.js';
 
-/** Case name -> why the CPU backend skips it. Empty: the CPU passes the whole kit. */
-const SKIPS: Record<string, string> = {};
-
 // Both kernel builds answer to the kit: fused multiply-add (where the engine has relaxed SIMD) and plain SIMD.
 const variants = fmaSupported() ? [true, false] : [false];
 
@@ -15,9 +12,7 @@ for (const fma of variants) {
     beforeAll(() => {
       setBackend(createCpuBackend({ fma }));
     });
-    for (const c of conformanceCases({ skip: SKIPS })) {
-      if (c.skip) it.skip(`${c.name} (skipped: ${c.skip})`, () => c.run());
-      else it(c.name, () => c.run());
-    }
+    // The whole kit, nothing skipped.
+    for (const c of conformanceCases()) it(c.name, () => c.run());
   });
 }

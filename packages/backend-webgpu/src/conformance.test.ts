@@ -4,9 +4,6 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { WebGpuBackend } from './backend.js';
 import { openTestBackend } from './test-backend.js';
 
-/** Case name -> why the WebGPU backend skips it. */
-const SKIPS: Record<string, string> = {};
-
 const backend = await openTestBackend();
 
 const suite = (title: string, b: WebGpuBackend | null, only?: RegExp) =>
@@ -15,11 +12,8 @@ const suite = (title: string, b: WebGpuBackend | null, only?: RegExp) =>
       setBackend(b!);
     });
     afterAll(() => b?.dispose());
-    for (const c of conformanceCases({ skip: SKIPS })) {
-      if (only && !only.test(c.name)) continue;
-      if (c.skip) it.skip(`${c.name} (skipped: ${c.skip})`, () => c.run());
-      else it(c.name, () => c.run());
-    }
+    // The whole kit, nothing skipped.
+    for (const c of conformanceCases()) if (!only || only.test(c.name)) it(c.name, () => c.run());
   });
 
 suite(`conformance kit on the WebGPU backend (${backend?.gemmKernel} GEMM)`, backend);
