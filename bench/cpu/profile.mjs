@@ -8,8 +8,9 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setBackend } from '@residual/core';
 import { createCpuBackend } from '@residual/backend-cpu';
+import * as resnet from '@residual/resnet';
+import { positiveInts } from '../args.mjs';
 
-const resnet = await import('@residual/resnet').catch(() => import('../../packages/resnet/dist/index.js'));
 
 const { values: opts } = parseArgs({
   options: {
@@ -19,11 +20,7 @@ const { values: opts } = parseArgs({
     steps: { type: 'string', default: '4' },
   },
 });
-const count = (flag) => {
-  const n = Number(opts[flag]);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got '${opts[flag]}'`);
-  return n;
-};
+const count = positiveInts(opts);
 const [batch, threads, steps] = [count('batch'), count('threads'), count('steps')];
 
 const backend = createCpuBackend({ threads });

@@ -22,9 +22,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { matmul, noGrad, rand, setBackend, tensor, tidy } from '@residual/core';
 import { createCpuBackend } from '@residual/backend-cpu';
+import * as resnet from '@residual/resnet';
+import { positiveInts } from '../args.mjs';
 
-// bench/package.json does not list @residual/resnet yet: fall back to the workspace's build of it.
-const resnet = await import('@residual/resnet').catch(() => import('../../packages/resnet/dist/index.js'));
 
 const { values: opts } = parseArgs({
   options: {
@@ -34,11 +34,7 @@ const { values: opts } = parseArgs({
     'no-peer': { type: 'boolean', default: false },
   },
 });
-const count = (flag) => {
-  const n = Number(opts[flag]);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got '${opts[flag]}'`);
-  return n;
-};
+const count = positiveInts(opts);
 const threads = count('threads');
 const repeat = count('repeat');
 const backend = setBackend(createCpuBackend({ threads }));

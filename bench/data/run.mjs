@@ -23,6 +23,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { positiveInts } from '../args.mjs';
 
 const { values: opts } = parseArgs({
   options: {
@@ -35,11 +36,7 @@ const { values: opts } = parseArgs({
     'no-peer': { type: 'boolean', default: false },
   },
 });
-const count = (flag) => {
-  const n = Number(opts[flag]);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got '${opts[flag]}'`);
-  return n;
-};
+const count = positiveInts(opts);
 const [images, workers, batchSize, epochs, repeat] = ['count', 'workers', 'batch-size', 'epochs', 'repeat'].map(count);
 if (!process.env.UV_THREADPOOL_SIZE) {
   const env = { ...process.env, UV_THREADPOOL_SIZE: String(workers) };

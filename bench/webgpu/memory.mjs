@@ -5,6 +5,7 @@
 //   node bench/webgpu/memory.mjs [--steps=1000] [--every=100] [--model=small|resnet20] [--batch=8]
 import { parseArgs } from 'node:util';
 import { core, emit, openWebGpu, resnet } from './lib.mjs';
+import { positiveInts } from '../args.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -14,11 +15,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '8' },
   },
 });
-const count = (flag) => {
-  const n = Number(values[flag]);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got '${values[flag]}'`);
-  return n;
-};
+const count = positiveInts(values);
 if (!['small', 'resnet20'].includes(values.model)) throw new Error(`--model must be small or resnet20, got '${values.model}'`);
 const opts = { model: values.model, steps: count('steps'), every: count('every'), batch: count('batch') };
 const { BatchNorm2d, Conv2d, Linear, Module, add, flatten, globalAvgPool2d, relu } = core;

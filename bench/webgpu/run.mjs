@@ -7,6 +7,7 @@
 // Run against the built packages (pnpm build).
 import { parseArgs } from 'node:util';
 import { core, emit, openCpu, openWebGpu, resnet, secondsPer } from './lib.mjs';
+import { positiveInts } from '../args.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -18,11 +19,7 @@ const { values } = parseArgs({
     samples: { type: 'string', default: '5' },
   },
 });
-const count = (flag) => {
-  const n = Number(values[flag]);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got '${values[flag]}'`);
-  return n;
-};
+const count = positiveInts(values);
 const opts = { ...values, 'r50-batch': count('r50-batch'), 'step-batch': count('step-batch'), samples: count('samples') };
 const only = new Set(opts.only.split(','));
 for (const name of only) if (!['gemm', 'conv', 'step'].includes(name)) throw new Error(`--only: unknown figure '${name}' (gemm, conv, step)`);
