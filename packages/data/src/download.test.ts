@@ -1,15 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CIFAR_ARCHIVES, downloadCifar } from './download.js';
+import { serveLoopback, type Loopback } from './loopback.test-support.js';
 import { openSource } from './sources.js';
 
 let root: string;
-let server: Server;
+let server: Loopback | undefined;
 let base: string;
 let archive: Buffer;
 let md5: string;
@@ -30,7 +29,7 @@ beforeAll(async () => {
   archive = await readFile(tgz);
   md5 = spawnSync('md5sum', [tgz], { encoding: 'utf8' }).stdout.split(' ')[0];
 
-  server = createServer((req, res) => {
+  server = await serveLoopback((req, res) => {
     if (req.url === '/cifar.tar.gz') return void res.writeHead(200, { 'content-length': archive.length }).end(archive);
     if (req.url === '/cut.tar.gz') {
       // Announces the whole archive, sends half, then drops the connection.
@@ -40,12 +39,10 @@ beforeAll(async () => {
     }
     res.writeHead(404).end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = server.base;
 });
 afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await server?.close();
   await rm(root, { recursive: true, force: true });
 });
 

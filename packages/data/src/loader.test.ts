@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLoader, type Batch, type Loader, type LoaderOptions } from './loader.js';
+import { createLoader, type Loader, type LoaderOptions } from './loader.js';
+import { take } from './loopback.test-support.js';
 import { keyedRandom, randInt } from './random.js';
 import { openSource, type Source } from './sources.js';
 import { cifarAugment, type Transform } from './transforms.js';
@@ -40,16 +41,6 @@ beforeAll(async () => {
   folder = await openSource(`imagenet:${join(root, 'folder')}`);
 });
 afterAll(() => rm(root, { recursive: true, force: true }));
-
-async function take(loader: AsyncIterable<Batch>, count = Infinity): Promise<Batch[]> {
-  const out: Batch[] = [];
-  if (count === 0) return out;
-  for await (const b of loader) {
-    out.push(b);
-    if (out.length >= count) break;
-  }
-  return out;
-}
 
 const options = (o: Partial<LoaderOptions> = {}): LoaderOptions => ({
   source: cifar,

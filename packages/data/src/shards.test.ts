@@ -1,18 +1,17 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoader, type Batch, type LoaderOptions } from './loader.js';
+import { serveLoopback, take, type Loopback } from './loopback.test-support.js';
 import { expandBraces, planStream, shardSamples, tarFiles } from './shards.js';
 import { openSource } from './sources.js';
 
 let root: string;
-let server: Server;
+let server: Loopback | undefined;
 let base: string;
 /** Bytes the test server has written, per path. */
 const served = new Map<string, number>();
@@ -50,7 +49,7 @@ async function makeSet(dir: string): Promise<void> {
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'residual-shards-'));
   await makeSet(join(root, 'local'));
-  server = createServer(async (req, res) => {
+  server = await serveLoopback(async (req, res) => {
     const path = join(root, decodeURIComponent(new URL(req.url!, 'http://x').pathname));
     const bytes = await readFile(path).catch(() => undefined);
     if (!bytes) return void res.writeHead(404).end();
@@ -69,24 +68,12 @@ beforeAll(async () => {
     res.on('close', () => (at = bytes.length));
     pump();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = server.base;
 });
 afterAll(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
+  await server?.close();
   await rm(root, { recursive: true, force: true });
 });
-
-async function take(loader: AsyncIterable<Batch>, count = Infinity): Promise<Batch[]> {
-  const out: Batch[] = [];
-  if (count === 0) return out;
-  for await (const b of loader) {
-    out.push(b);
-    if (out.length >= count) break;
-  }
-  return out;
-}
 
 describe('expandBraces', () => {
   it('expands zero-padded ranges, lists, nesting and several braces, in order', () => {
