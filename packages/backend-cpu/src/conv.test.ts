@@ -1,6 +1,7 @@
 import {
   conv2dGeometry, OPS, pool2dGeometry, sizeOf,
   type Conv2dGeometry, type DataArray, type DType, type OpAttrs, type OpInputs, type OpName, type Pool2dGeometry, type Shape, type TensorView,
+  nextVersion,
 } from '@residual/core';
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuStorage } from './index.js';
@@ -8,7 +9,7 @@ import { createCpuBackend, type CpuStorage } from './index.js';
 const cpu = createCpuBackend();
 const t = (values: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): TensorView<CpuStorage> => {
   const data = dtype === 'f32' ? Float32Array.from(values) : Int32Array.from(values);
-  return { storage: cpu.upload(data), shape, dtype, size: data.length };
+  return { storage: cpu.upload(data), shape, dtype, size: data.length, version: nextVersion() };
 };
 const run = <K extends OpName>(op: K, inputs: OpInputs<K, CpuStorage>, attrs: OpAttrs<K>): DataArray[] => {
   const specs = OPS[op].outputs(inputs as never, attrs);

@@ -6,6 +6,7 @@
  * results out (Wasm.place).
  */
 import type { Conv2dGeometry } from '@residual/core';
+import { applyEpilogue, type Epilogue } from './epilogue.js';
 import { GEOMETRY, type Wasm } from './wasm.js';
 
 /** Multiply-adds of a convolution (the same for its two gradients). */
@@ -164,9 +165,11 @@ const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array
   else winogradConv2d(wasm, g, x, w, y);
 };
 
-/** y [N,K,OH,OW] = conv(x [N,C,H,W], w [K,C/groups,R,S]). */
-export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry): void => {
-  if (y.length > 0) forward(wasm, g, x, w, y);
+/** y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual). */
+export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry, epilogue: Epilogue = {}): void => {
+  if (y.length === 0) return;
+  forward(wasm, g, x, w, y);
+  applyEpilogue(wasm, y, [g.batch, g.outChannels, g.outH, g.outW], epilogue);
 };
 
 /**

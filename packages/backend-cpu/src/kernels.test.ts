@@ -1,11 +1,11 @@
-import { OPS, philoxFill, sizeOf, type BinaryFn, type CompareFn, type DataArray, type DType, type OpAttrs, type OpInputs, type OpName, type Shape, type TensorView, type UnaryFn } from '@residual/core';
+import { nextVersion, OPS, philoxFill, sizeOf, type BinaryFn, type CompareFn, type DataArray, type DType, type OpAttrs, type OpInputs, type OpName, type Shape, type TensorView, type UnaryFn } from '@residual/core';
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuStorage } from './index.js';
 
 const cpu = createCpuBackend();
 const t = (values: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): TensorView<CpuStorage> => {
   const data = dtype === 'f32' ? Float32Array.from(values) : Int32Array.from(values);
-  return { storage: cpu.upload(data), shape, dtype, size: data.length };
+  return { storage: cpu.upload(data), shape, dtype, size: data.length, version: nextVersion() };
 };
 const run = <K extends OpName>(op: K, inputs: OpInputs<K, CpuStorage>, attrs: OpAttrs<K>): DataArray[] => {
   const specs = OPS[op].outputs(inputs as never, attrs);

@@ -1,4 +1,4 @@
-import { conv2dGeometry, OPS, type TensorView } from '@residual/core';
+import { conv2dGeometry, nextVersion, OPS, type TensorView } from '@residual/core';
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuStorage } from './index.js';
 
@@ -51,7 +51,7 @@ describe('storage pool and memory()', () => {
 
   it('a training-like loop holds flat memory after its first step', () => {
     const cpu = createCpuBackend();
-    const view = (storage: CpuStorage, shape: number[]): TensorView<CpuStorage> => ({ storage, shape, dtype: 'f32', size: storage.data.length });
+    const view = (storage: CpuStorage, shape: number[]): TensorView<CpuStorage> => ({ storage, shape, dtype: 'f32', size: storage.data.length, version: nextVersion() });
     const g = conv2dGeometry([2, 3, 8, 8], [4, 3, 3, 3], { padding: 1 });
     const x = view(cpu.upload(new Float32Array(2 * 3 * 64).fill(0.5)), [2, 3, 8, 8]);
     const w = view(cpu.upload(new Float32Array(4 * 27).fill(0.1)), [4, 3, 3, 3]);
@@ -84,7 +84,7 @@ describe('storage pool and memory()', () => {
     expect(a.data.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(b.data.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(b.data.byteOffset).toBeGreaterThanOrEqual(a.data.byteOffset + n * 4);
-    const view = (storage: CpuStorage): TensorView<CpuStorage> => ({ storage, shape: [n], dtype: 'f32', size: n });
+    const view = (storage: CpuStorage): TensorView<CpuStorage> => ({ storage, shape: [n], dtype: 'f32', size: n, version: nextVersion() });
     const [c] = cpu.kernels.binary({ a: view(a), b: view(b) }, { fn: 'mul' }, [{ shape: [n], dtype: 'f32' }]);
     expect(c.data.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(Array.from(c.data.subarray(0, 4))).toEqual([0, 2, 4, 6]);

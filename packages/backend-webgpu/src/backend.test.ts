@@ -1,4 +1,4 @@
-import { philoxFill, type DType, type RandomAttrs, type Shape } from '@residual/core';
+import { nextVersion, philoxFill, type DType, type RandomAttrs, type Shape } from '@residual/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { WebGpuBackend } from './backend.js';
 import type { GpuStorage } from './runtime.js';
@@ -6,7 +6,7 @@ import { openTestBackend } from './test-backend.js';
 
 const be = await openTestBackend();
 
-const view = (storage: GpuStorage, shape: Shape, dtype: DType = 'f32') => ({ storage, shape, dtype, size: shape.reduce((a, b) => a * b, 1) });
+const view = (storage: GpuStorage, shape: Shape, dtype: DType = 'f32') => ({ storage, shape, dtype, size: shape.reduce((a, b) => a * b, 1), version: nextVersion() });
 const f32 = (shape: Shape) => ({ shape, dtype: 'f32' as const });
 /** y = x + c for a [n] f32 tensor, through the binary kernel with a broadcast scalar. */
 const addScalar = (b: WebGpuBackend, x: GpuStorage, n: number, c: number): GpuStorage => {

@@ -1,4 +1,4 @@
-import { conv2dGeometry, type Conv2dOptions } from '@residual/core';
+import { conv2dGeometry, nextVersion, type Conv2dOptions } from '@residual/core';
 import { expectClose, ref, Rng } from '@residual/core/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { filterSplits } from './programs/conv2d-backward-filter.js';
@@ -31,7 +31,7 @@ describe.skipIf(!be)('conv2dBackwardFilter with split-K', () => {
         const dy = rng.uniform([g.batch, g.outChannels, g.outH, g.outW]);
         const [want] = ref.conv2dBackwardFilter({ x, dy }, g);
         try {
-          const up = (t: typeof x) => ({ storage: b!.upload(Float32Array.from(t.data)), shape: t.shape, dtype: 'f32' as const, size: t.data.length });
+          const up = (t: typeof x) => ({ storage: b!.upload(Float32Array.from(t.data)), shape: t.shape, dtype: 'f32' as const, size: t.data.length, version: nextVersion() });
           const [dw] = b!.kernels.conv2dBackwardFilter({ x: up(x), dy: up(dy) }, g, [{ shape: wShape, dtype: 'f32' }]);
           const data = await b!.download(dw, want.data.length, 'f32');
           expectClose(label, { shape: wShape, dtype: 'f32', data }, want, 'f32', { k: g.batch * g.outH * g.outW, scale: 1 });

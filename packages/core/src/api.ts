@@ -153,9 +153,26 @@ export const sumTo = (g: Tensor, shape: Shape): Tensor => {
 export const matmul = (a: Tensor, b: Tensor, { transA = false, transB = false } = {}): Tensor =>
   runOp('matmul', { a, b }, { transA, transB })[0];
 
-/** 2-D convolution (cross-correlation, as PyTorch) of x [N,C,H,W] with w [K,C/groups,R,S]. */
-export const conv2d = (x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor =>
-  runOp('conv2d', { x, w }, conv2dGeometry(x.shape, w.shape, opts))[0];
+/** The fused epilogue of `conv2d` and `batchNormTrain`: y = act(y + bias + residual). */
+export interface EpilogueOptions {
+  /** Added to the output (the shortcut of a residual block); same shape as the output. */
+  residual?: Tensor;
+  /** Ends with max(y, 0). */
+  relu?: boolean;
+}
+
+/** Options of the `conv2d` function: geometry, a per-output-channel bias, and the fused epilogue. */
+export interface Conv2dCallOptions extends Conv2dOptions, EpilogueOptions {
+  /** [K], added per output channel. */
+  bias?: Tensor;
+}
+
+/**
+ * 2-D convolution (cross-correlation, as PyTorch) of x [N,C,H,W] with w [K,C/groups,R,S], then
+ * act(y + bias + residual) in the same op: relu(conv(x, w) + b + shortcut) costs one pass, not four.
+ */
+export const conv2d = (x: Tensor, w: Tensor, { bias, residual, relu = false, ...opts }: Conv2dCallOptions = {}): Tensor =>
+  runOp('conv2d', { x, w, bias, residual }, { ...conv2dGeometry(x.shape, w.shape, opts), relu })[0];
 
 /** 2-D max pooling. */
 export const maxPool2d = (x: Tensor, opts: Pool2dOptions): Tensor => runOp('maxPool2d', { x }, pool2dGeometry(x.shape, opts, 'maxPool2d'))[0];
@@ -169,9 +186,14 @@ export const globalAvgPool2d = (x: Tensor): Tensor => {
 
 // --- normalisation and losses -----------------------------------------------------------------
 
-/** Batch-norm with batch statistics: y plus the per-channel batch mean and 1/sqrt(var + eps). */
-export const batchNormTrain = (x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): { y: Tensor; mean: Tensor; invstd: Tensor } => {
-  const [y, m, invstd] = runOp('batchNormTrain', { x, gamma, beta }, { eps });
+/**
+ * Batch-norm with batch statistics: y = act(gamma·x̂ + beta + residual), plus the per-channel batch
+ * mean and 1/sqrt(var + eps).
+ */
+export const batchNormTrain = (
+  x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5, { residual, relu = false }: EpilogueOptions = {},
+): { y: Tensor; mean: Tensor; invstd: Tensor } => {
+  const [y, m, invstd] = runOp('batchNormTrain', { x, gamma, beta, residual }, { eps, relu });
   return { y, mean: m, invstd };
 };
 

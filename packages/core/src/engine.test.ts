@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { add, exp, matmul, mul, reshape, sum, tensor, zeros } from './api.js';
-import { getBackend, noGrad, setBackend, tidy, Tensor } from './engine.js';
+import { getBackend, noGrad, runOp, setBackend, tidy, Tensor } from './engine.js';
 import { createReferenceBackend } from './testing/reference-backend.js';
 
 const live = () => getBackend().memory().liveBuffers;
@@ -174,5 +174,24 @@ describe('dispatch errors', () => {
     const { setBackend: set } = await import('./engine.js');
     set(null as never);
     expect(() => tensor([1])).toThrow(/useBackend/);
+  });
+});
+
+describe('versions', () => {
+  it('number every storage once, follow in-place writes, and are shared by views', () => {
+    const a = tensor([1, 2, 3, 4]);
+    const b = tensor([1, 2, 3, 4]);
+    expect(a.version).not.toBe(b.version);
+    const view = reshape(a, [2, 2]);
+    expect(view.version).toBe(a.version);
+    const before = a.version;
+    a.assign(tensor([5, 6, 7, 8]));
+    expect(a.version).toBeGreaterThan(before);
+    const m = zeros([4]);
+    const [p, mv] = [a.version, m.version];
+    runOp('sgdUpdate', { param: a, grad: b, momentum: m }, { lr: 0.1, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true });
+    expect(a.version).toBeGreaterThan(p);
+    expect(m.version).toBeGreaterThan(mv);
+    expect(b.version).toBeLessThan(p);
   });
 });

@@ -17,7 +17,17 @@ interface StorageRef {
   readonly backend: Backend;
   readonly storage: unknown;
   refs: number;
+  /** The contents' number (see `TensorView.version`). */
+  version: number;
 }
+
+let lastVersion = 0;
+/**
+ * A number no storage's contents have had before (see `TensorView.version`). Core numbers every
+ * storage it makes and every in-place write; code that builds a `TensorView` by hand (a backend's
+ * own tests) takes one here.
+ */
+export const nextVersion = (): number => ++lastVersion;
 
 /** A recorded op application: what backward needs to differentiate it. */
 interface Node {
@@ -35,6 +45,10 @@ interface Node {
 
 const flat = (inputs: Record<string, Tensor | readonly Tensor[]>): Tensor[] =>
   Object.values(inputs).flatMap((v) => (Array.isArray(v) ? (v as Tensor[]) : [v as Tensor]));
+
+/** An op's inputs without the optional ones left out (`undefined`). */
+const given = <T>(inputs: Record<string, T | undefined>): Record<string, T> =>
+  Object.fromEntries(Object.entries(inputs).filter((e): e is [string, T] => e[1] !== undefined));
 
 /**
  * An n-dimensional array on a backend. Data stays on the device; reading it is explicit
@@ -72,6 +86,15 @@ export class Tensor implements Disposable {
     return this.shape.length;
   }
 
+  /**
+   * Identifies the contents: it changes at every in-place write (`assign`, an optimizer step) and is
+   * never reused, so a value derived from this tensor (folded weights, a packed copy) is current
+   * exactly while the version it was made from is.
+   */
+  get version(): number {
+    return this.ref.version;
+  }
+
   /** True once `dispose()` was called. */
   get isDisposed(): boolean {
     return this.#disposed;
@@ -80,7 +103,7 @@ export class Tensor implements Disposable {
   /** @internal the view kernels receive. */
   view(): TensorView {
     this.assertLive();
-    return { storage: this.ref.storage, shape: this.shape, dtype: this.dtype, size: this.size };
+    return { storage: this.ref.storage, shape: this.shape, dtype: this.dtype, size: this.size, version: this.ref.version };
   }
 
   /** @internal */
@@ -149,7 +172,7 @@ export class Tensor implements Disposable {
     const backend = getBackend();
     const [storage] = backend.kernels.copy({ x: src.view() }, {}, [{ shape: src.shape, dtype: src.dtype }]);
     if (--this.ref.refs === 0) this.ref.backend.free(this.ref.storage);
-    this.ref = { backend, storage, refs: 1 };
+    this.ref = { backend, storage, refs: 1, version: nextVersion() };
     return this;
   }
 
@@ -279,15 +302,16 @@ const specOf = (t: Tensor): TensorSpec => {
 
 /** Wraps a new storage from `backend` as a tensor. */
 export const wrap = (backend: Backend, storage: unknown, shape: Shape, dtype: DType): Tensor =>
-  new Tensor([...shape], dtype, { backend, storage, refs: 1 });
+  new Tensor([...shape], dtype, { backend, storage, refs: 1, version: nextVersion() });
 
 /**
  * Runs one op of the interface: validates the inputs through the op's declaration, dispatches to the
  * active backend's kernel, and records the op for autograd when an input requires gradients.
  */
-export const runOp = <K extends OpName>(name: K, inputs: TensorInputs<K>, attrs: OpAttrs<K>): Tensor[] => {
+export const runOp = <K extends OpName>(name: K, allInputs: TensorInputs<K>, attrs: OpAttrs<K>): Tensor[] => {
   const backend = getBackend();
-  const entries = Object.entries(inputs) as [string, Tensor | readonly Tensor[]][];
+  const inputs = given(allInputs as Record<string, Tensor | readonly Tensor[] | undefined>);
+  const entries = Object.entries(inputs);
   const specs: Record<string, TensorSpec | TensorSpec[]> = {};
   const views: Record<string, TensorView | TensorView[]> = {};
   for (const [k, v] of entries) {
@@ -305,13 +329,14 @@ export const runOp = <K extends OpName>(name: K, inputs: TensorInputs<K>, attrs:
     for (const t of Array.isArray(v) ? v : [v as Tensor])
       if (t.ref.backend !== backend)
         throw new Error(`${name}: input '${k}' lives on backend '${t.ref.backend.name}', the active backend is '${backend.name}'`);
-  const decl = OPS[name] as { outputs: (i: unknown, a: unknown) => TensorSpec[] };
+  const decl = OPS[name] as { outputs: (i: unknown, a: unknown) => TensorSpec[]; writes?: readonly string[] };
   const outSpecs = decl.outputs(specs, attrs);
   const kernel = backend.kernels[name] as (i: unknown, a: unknown, o: readonly TensorSpec[]) => unknown[];
   const storages = kernel(views, attrs, outSpecs);
+  for (const k of decl.writes ?? []) (inputs[k] as Tensor).ref.version = nextVersion();
   const outputs = outSpecs.map((s, i) => wrap(backend, storages[i], s.shape, s.dtype));
   const rule = GRADS[name as keyof typeof GRADS] as GradRule | undefined;
-  if (rule) record(name, rule, inputs as Record<string, Tensor | readonly Tensor[]>, outputs, attrs);
+  if (rule) record(name, rule, inputs, outputs, attrs);
   return outputs;
 };
 

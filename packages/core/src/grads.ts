@@ -9,8 +9,8 @@ import {
 } from './api.js';
 import type { Tensor } from './engine.js';
 import { runOp } from './engine.js';
-import type { Conv2dGeometry, Pool2dGeometry } from './geometry.js';
-import type { BinaryFn, OpName, ReduceFn, UnaryFn } from './ops.js';
+import type { Pool2dGeometry } from './geometry.js';
+import type { BatchNormAttrs, BinaryFn, Conv2dAttrs, OpName, ReduceFn, UnaryFn } from './ops.js';
 
 /** What a rule sees of the recorded op. */
 export interface GradContext {
@@ -108,16 +108,30 @@ export const GRADS: Partial<Record<OpName, GradRule>> = {
     else [da, db] = [mm(b, dy, true, true), mm(dy, a, true, true)];
     return { a: a.requiresGrad ? sumTo(da, a.shape) : null, b: b.requiresGrad ? sumTo(db, b.shape) : null };
   }),
-  conv2d: rule<{ x: Tensor; w: Tensor }, Conv2dGeometry>(({ inputs: { x, w }, attrs }, dy) => ({
-    x: x.requiresGrad ? runOp('conv2dBackwardData', { dy, w }, attrs)[0] : null,
-    w: w.requiresGrad ? runOp('conv2dBackwardFilter', { x, dy }, attrs)[0] : null,
-  })),
+  conv2d: rule<{ x: Tensor; w: Tensor; bias?: Tensor; residual?: Tensor }, Conv2dAttrs>(({ inputs: { x, w, bias, residual }, outputs: [y], attrs }, dout) => {
+    const { relu, ...geometry } = attrs;
+    // The epilogue's gradient: dout through the ReLU is the gradient of every term it summed.
+    const dy = relu ? runOp('reluBackward', { y, dy: dout }, {})[0] : dout;
+    return {
+      x: x.requiresGrad ? runOp('conv2dBackwardData', { dy, w }, geometry)[0] : null,
+      w: w.requiresGrad ? runOp('conv2dBackwardFilter', { x, dy }, geometry)[0] : null,
+      bias: bias?.requiresGrad ? sum(dy, [0, 2, 3]) : null,
+      residual: residual?.requiresGrad ? dy : null,
+    };
+  }),
   maxPool2d: rule<X, Pool2dGeometry>(({ inputs: { x }, attrs }, dy) => ({ x: runOp('maxPool2dBackward', { dy, x }, attrs)[0] })),
   avgPool2d: rule<X, Pool2dGeometry>(({ attrs }, dy) => ({ x: runOp('avgPool2dBackward', { dy }, attrs)[0] })),
-  batchNormTrain: rule<{ x: Tensor; gamma: Tensor; beta: Tensor }, { eps: number }>(({ inputs: { x, gamma }, outputs: [, m, invstd] }, dy) => {
-    const [dx, dgamma, dbeta] = runOp('batchNormBackward', { dy, x, gamma, mean: m, invstd }, {});
-    return { x: dx, gamma: dgamma, beta: dbeta };
-  }, [0]),
+  batchNormTrain: rule<{ x: Tensor; gamma: Tensor; beta: Tensor; residual?: Tensor }, BatchNormAttrs>(
+    ({ inputs: { x, gamma, residual }, outputs: [y, m, invstd], attrs: { relu = false } }, dy) => {
+      const [dx, dgamma, dbeta, dresidual] = runOp(
+        'batchNormBackward',
+        { dy, x, gamma, mean: m, invstd, y: relu ? y : undefined },
+        { relu, residual: residual !== undefined },
+      );
+      return { x: dx, gamma: dgamma, beta: dbeta, residual: dresidual ?? null };
+    },
+    [0],
+  ),
   channelAffine: rule<{ x: Tensor; scale: Tensor; shift: Tensor }, unknown>(({ inputs: { x, scale, shift } }, dy) => {
     const axes = nonChannelAxes(x.rank);
     return {

@@ -1,9 +1,9 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { crossEntropy, flatten, rand, randn, tensor, zeros } from './api.js';
-import { getBackend, setBackend, tidy, type Tensor } from './engine.js';
+import { crossEntropy, flatten, rand, randn, sum, tensor, zeros } from './api.js';
+import { getBackend, noGrad, setBackend, tidy, type Tensor } from './engine.js';
 import { manualSeed } from './random.js';
 import {
-  AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, StateDictError,
+  AdaptiveAvgPool2d, BatchNorm2d, Conv2d, convBn, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, StateDictError,
 } from './nn.js';
 import { SGD } from './optim.js';
 import { createReferenceBackend } from './testing/reference-backend.js';
@@ -87,6 +87,72 @@ describe('BatchNorm2d', () => {
     bn.eval();
     const y = bn.forward(tensor([1], [1, 1, 1, 1]));
     expect(vals(y)[0]).toBeCloseTo((1 - 0.3) / Math.sqrt(0.9 + 0.1 * (14 / 3) + 1e-5), 5);
+  });
+});
+
+describe('convBn', () => {
+  /** A conv-bn pair with non-trivial statistics, its input, and the unfolded eval-mode output to compare with. */
+  const pair = () => {
+    const conv = new Conv2d(3, 4, 3, { padding: 1, bias: true });
+    const bn = new BatchNorm2d(4);
+    bn.runningMean.assign(tensor([0.1, -0.2, 0.3, 0]));
+    bn.runningVar.assign(tensor([0.5, 2, 1, 0.25]));
+    bn.weight.assign(tensor([1.5, 0.5, -1, 2]));
+    bn.bias.assign(tensor([0, 1, -1, 0.5]));
+    conv.eval();
+    bn.eval();
+    return { conv, bn, x: randn([2, 3, 5, 5]), residual: randn([2, 4, 5, 5]) };
+  };
+  const unfolded = (conv: Conv2d, bn: BatchNorm2d, x: Tensor, residual?: Tensor) => bn.forward(conv.forward(x), { residual, relu: true });
+  const folded = (conv: Conv2d, bn: BatchNorm2d, x: Tensor, residual?: Tensor) => noGrad(() => convBn(conv, bn, x, { residual, relu: true }));
+  const expectSame = (a: Tensor, b: Tensor) => vals(a).forEach((v, i) => expect(v).toBeCloseTo(vals(b)[i], 5));
+
+  it('folds the batch-norm into the convolution at inference, epilogue included', () => {
+    const { conv, bn, x, residual } = pair();
+    expectSame(folded(conv, bn, x, residual), noGrad(() => unfolded(conv, bn, x, residual)));
+  });
+
+  it('never serves a stale fold: every source tensor changing in place is seen', () => {
+    const { conv, bn, x } = pair();
+    folded(conv, bn, x);
+    const writes: [string, () => void][] = [
+      ['conv weight (optimizer step)', () => new SGD([conv.weight], { lr: 0.5 }).step()],
+      ['conv bias (load)', () => conv.bias!.assign(tensor([1, 2, 3, 4]))],
+      ['bn weight', () => bn.weight.assign(tensor([2, 2, 2, 2]))],
+      ['bn bias', () => bn.bias.assign(tensor([0.5, 0.5, 0.5, 0.5]))],
+      ['running mean', () => bn.runningMean.assign(tensor([1, 1, 1, 1]))],
+      ['running var', () => bn.runningVar.assign(tensor([3, 3, 3, 3]))],
+      ['whole state dict', () => conv.loadStateDict(new Conv2d(3, 4, 3, { padding: 1 }).stateDict())],
+    ];
+    conv.weight.grad = randn(conv.weight.shape).keep();
+    for (const [what, write] of writes) {
+      write();
+      const want = noGrad(() => unfolded(conv, bn, x));
+      const got = folded(conv, bn, x);
+      try {
+        expectSame(got, want);
+      } catch (e) {
+        throw new Error(`after a write to the ${what}: ${(e as Error).message}`);
+      }
+    }
+  });
+
+  it('reuses the fold while nothing changed, and frees it with clearCaches', () => {
+    const { conv, bn, x } = pair();
+    folded(conv, bn, x);
+    const held = getBackend().memory().liveBuffers;
+    folded(conv, bn, x).dispose();
+    expect(getBackend().memory().liveBuffers).toBe(held);
+    conv.clearCaches();
+    expect(getBackend().memory().liveBuffers).toBe(held - 2);
+  });
+
+  it('runs unfolded in training and when gradients are on, so they reach the batch-norm', () => {
+    const { conv, bn, x } = pair();
+    const y = convBn(conv, bn, x, { relu: true });
+    sum(y).backward();
+    expect(bn.weight.grad).not.toBeNull();
+    expect(conv.weight.grad).not.toBeNull();
   });
 });
 

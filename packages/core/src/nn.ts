@@ -4,9 +4,9 @@
  */
 import {
   add, avgPool2d, batchNormTrain, channelAffine, conv2d, crossEntropy, flatten, globalAvgPool2d, matmul, maxPool2d, mul,
-  reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions,
+  reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
 } from './api.js';
-import { noGrad, type Tensor } from './engine.js';
+import { isGradEnabled, noGrad, tidy, type Tensor } from './engine.js';
 import type { Conv2dOptions, Pair, Pool2dOptions } from './geometry.js';
 import { uniform_ } from './init.js';
 
@@ -157,8 +157,21 @@ export abstract class Module {
     return this.parameters().reduce((n, t) => n + t.size, 0);
   }
 
-  /** Frees every parameter, buffer and gradient. */
+  /**
+   * Frees what the tree derived from its parameters for speed (batch-norm folded into convolution
+   * weights); it is made again on next use. Never needed for correctness: derived values are
+   * remade whenever a parameter they came from changes.
+   */
+  clearCaches(): void {
+    for (const [, m] of this.namedModules()) m.releaseDerived();
+  }
+
+  /** Frees this module's own derived tensors (see `clearCaches`); modules that make some override it. */
+  protected releaseDerived(): void {}
+
+  /** Frees every parameter, buffer, gradient and derived tensor. */
   dispose(): void {
+    this.clearCaches();
     for (const t of [...this.parameters(), ...this.namedBuffers().map(([, b]) => b)]) t.dispose();
   }
 }
@@ -189,9 +202,41 @@ export class Conv2d extends Module {
     this.options = options;
   }
 
-  forward(x: Tensor): Tensor {
-    const y = conv2d(x, this.weight, this.options);
-    return this.bias ? add(y, reshape(this.bias, [1, this.bias.size, 1, 1])) : y;
+  /** The batch-norm folded into this convolution, while the versions it was made from hold. */
+  #folded: { bn: BatchNorm2d; versions: number[]; weight: Tensor; bias: Tensor } | null = null;
+
+  forward(x: Tensor, epilogue: EpilogueOptions = {}): Tensor {
+    return conv2d(x, this.weight, { ...this.options, ...epilogue, bias: this.bias ?? undefined });
+  }
+
+  /**
+   * This convolution with `bn` folded in, for inference: weight·s[k] and (bias - mean)·s[k] + beta
+   * with s = gamma / sqrt(running_var + eps). Cached, and remade when any tensor it came from has a
+   * new version (a weight load, an optimizer step, a running-statistics update).
+   */
+  foldedWith(bn: BatchNorm2d): { weight: Tensor; bias: Tensor } {
+    const sources = [this.weight, this.bias, bn.weight, bn.bias, bn.runningMean, bn.runningVar];
+    const versions = sources.map((t) => t?.version ?? 0);
+    const f = this.#folded;
+    if (f && f.bn === bn && f.versions.every((v, i) => v === versions[i])) return f;
+    this.releaseDerived();
+    const folded = noGrad(() =>
+      tidy(() => {
+        const scale = mul(bn.weight, rsqrt(add(bn.runningVar, bn.eps)));
+        const shift = sub(bn.bias, mul(bn.runningMean, scale));
+        return { weight: mul(this.weight, reshape(scale, [scale.size, 1, 1, 1])), bias: this.bias ? add(shift, mul(this.bias, scale)) : shift };
+      }),
+    );
+    folded.weight.keep();
+    folded.bias.keep();
+    this.#folded = { bn, versions, ...folded };
+    return folded;
+  }
+
+  protected override releaseDerived(): void {
+    this.#folded?.weight.dispose();
+    this.#folded?.bias.dispose();
+    this.#folded = null;
   }
 }
 
@@ -235,16 +280,22 @@ export class BatchNorm2d extends Module {
     return this.stateDict().get('num_batches_tracked')!;
   }
 
-  forward(x: Tensor): Tensor {
+  /**
+   * Normalises x, then applies the epilogue (a residual added, a ReLU after): in training one fused
+   * `batchNormTrain` does all of it.
+   */
+  forward(x: Tensor, { residual, relu: withRelu = false }: EpilogueOptions = {}): Tensor {
     if (x.shape[1] !== this.numFeatures)
       throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
     const rm = this.runningMean;
     const rv = this.runningVar;
     if (!this.training) {
       const scale = mul(this.weight, rsqrt(add(rv, this.eps)));
-      return channelAffine(x, scale, sub(this.bias, mul(rm, scale)));
+      const y = channelAffine(x, scale, sub(this.bias, mul(rm, scale)));
+      const z = residual ? add(y, residual) : y;
+      return withRelu ? relu(z) : z;
     }
-    const { y, mean, invstd } = batchNormTrain(x, this.weight, this.bias, this.eps);
+    const { y, mean, invstd } = batchNormTrain(x, this.weight, this.bias, this.eps, { residual, relu: withRelu });
     const n = x.size / this.numFeatures;
     noGrad(() => {
       const m = this.momentum;
@@ -262,6 +313,19 @@ export class BatchNorm2d extends Module {
     return y;
   }
 }
+
+/**
+ * bn(conv(x)), then the epilogue (a residual added, a ReLU after), each mode at its fastest: in
+ * training, the convolution and one fused batch-norm; in inference (eval mode, gradients off), one
+ * convolution with the batch-norm folded into its cached weights and the epilogue fused in.
+ * With gradients on in eval mode (input gradients, frozen statistics) it runs unfolded, so the
+ * gradients reach the batch-norm's own parameters.
+ */
+export const convBn = (conv: Conv2d, bn: BatchNorm2d, x: Tensor, epilogue: EpilogueOptions = {}): Tensor => {
+  if (bn.training || isGradEnabled()) return bn.forward(conv.forward(x), epilogue);
+  const { weight, bias } = conv.foldedWith(bn);
+  return conv2d(x, weight, { ...conv.options, ...epilogue, bias });
+};
 
 /** Fully connected layer: y = x Wᵀ + b, weight [out, in]. */
 export class Linear extends Module {

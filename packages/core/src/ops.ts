@@ -29,6 +29,13 @@ export interface TensorView<S = unknown> extends TensorSpec {
   readonly storage: S;
   /** Element count, the product of `shape`. */
   readonly size: number;
+  /**
+   * Identifies the storage's contents: a number drawn from one process-wide counter when the storage
+   * is made and again at every in-place write (`sgdUpdate`, `assign`), so two views with the same
+   * version hold the same elements. A backend may cache what it derives from an input (packed or
+   * transformed weights) under this number; such a cache can never be stale.
+   */
+  readonly version: number;
 }
 
 /** Elementwise functions of one argument. */
@@ -67,9 +74,31 @@ export interface RandomAttrs {
   readonly b: number;
 }
 
+/** Attributes of `conv2d`: the geometry, and whether a ReLU closes the fused epilogue. */
+export type Conv2dAttrs = Conv2dGeometry & {
+  /** y = max(y, 0) after the bias and the residual are added. Default false. */
+  readonly relu?: boolean;
+};
+
+/** Attributes of `batchNormTrain`. */
+export interface BatchNormAttrs {
+  readonly eps: number;
+  /** y = max(y, 0) after the affine map and the residual. Default false. */
+  readonly relu?: boolean;
+}
+
+/** Attributes of `batchNormBackward`: the epilogue `batchNormTrain` applied. */
+export interface BatchNormBackwardAttrs {
+  /** The forward closed with a ReLU: `y` (its output) masks dy. Default false. */
+  readonly relu?: boolean;
+  /** The forward added a residual: a fourth output holds its gradient (dy after the mask). Default false. */
+  readonly residual?: boolean;
+}
+
 /**
  * The op table: for each op, its named inputs and its attributes. A `TensorView` slot named `xs`
- * holding an array is variadic. Outputs are always returned as an array of storages.
+ * holding an array is variadic; an optional slot (`?`) may be left out. Outputs are always returned
+ * as an array of storages.
  */
 export interface OpTable<S = unknown> {
   unary: [{ x: TensorView<S> }, { fn: UnaryFn }];
@@ -90,8 +119,13 @@ export interface OpTable<S = unknown> {
   topk: [{ x: TensorView<S> }, { k: number }];
   /** Batched: a [..., M, K] · b [..., K, N] (before transposes); batch dims broadcast. */
   matmul: [{ a: TensorView<S>; b: TensorView<S> }, { transA: boolean; transB: boolean }];
-  /** x [N,C,H,W] * w [K,C/groups,R,S] -> [N,K,OH,OW]. */
-  conv2d: [{ x: TensorView<S>; w: TensorView<S> }, Conv2dGeometry];
+  /**
+   * x [N,C,H,W] * w [K,C/groups,R,S] -> [N,K,OH,OW], with a fused epilogue applied while the output is
+   * in cache: y = act(conv(x, w) + bias[k] + residual), each part optional (bias [K], residual
+   * [N,K,OH,OW], act = ReLU when `relu`). Inference with batch-norm folded into w and bias runs a
+   * whole residual block's tail as this one op.
+   */
+  conv2d: [{ x: TensorView<S>; w: TensorView<S>; bias?: TensorView<S>; residual?: TensorView<S> }, Conv2dAttrs];
   /** dy [N,K,OH,OW], w -> dx [N,C,H,W]. */
   conv2dBackwardData: [{ dy: TensorView<S>; w: TensorView<S> }, Conv2dGeometry];
   /** x, dy -> dw [K,C/groups,R,S]. */
@@ -103,13 +137,18 @@ export interface OpTable<S = unknown> {
   avgPool2dBackward: [{ dy: TensorView<S> }, Pool2dGeometry];
   /**
    * Batch-norm with batch statistics over every axis but 1: x [N,C,...], gamma/beta [C] ->
-   * [y, mean [C], invstd [C]] where invstd = 1/sqrt(biased var + eps).
+   * [y, mean [C], invstd [C]] where invstd = 1/sqrt(biased var + eps), with a fused epilogue:
+   * y = act(gamma·(x - mean)·invstd + beta + residual) (residual of x's shape, optional; act = ReLU
+   * when `relu`): a residual block's closing batch-norm, addition and ReLU in one pass.
    */
-  batchNormTrain: [{ x: TensorView<S>; gamma: TensorView<S>; beta: TensorView<S> }, { eps: number }];
-  /** -> [dx, dgamma, dbeta]. */
+  batchNormTrain: [{ x: TensorView<S>; gamma: TensorView<S>; beta: TensorView<S>; residual?: TensorView<S> }, BatchNormAttrs];
+  /**
+   * -> [dx, dgamma, dbeta] (+ [dresidual] when `residual`). With `relu`, `y` is the forward's output
+   * and dy is first masked where y <= 0; that masked dy is the residual's gradient.
+   */
   batchNormBackward: [
-    { dy: TensorView<S>; x: TensorView<S>; gamma: TensorView<S>; mean: TensorView<S>; invstd: TensorView<S> },
-    Record<string, never>,
+    { dy: TensorView<S>; x: TensorView<S>; gamma: TensorView<S>; mean: TensorView<S>; invstd: TensorView<S>; y?: TensorView<S> },
+    BatchNormBackwardAttrs,
   ];
   /**
    * The gradient of relu, fused: dx = dy where y > 0, else 0. `y` is relu's output (or its input:
@@ -165,6 +204,8 @@ type SpecInputs<K extends OpName> = OpTable<TensorSpec>[K][0];
 /** An op's declaration: its output rule (which also validates). */
 export interface OpDecl<K extends OpName> {
   readonly outputs: (inputs: SpecInputs<K>, attrs: OpAttrs<K>) => TensorSpec[];
+  /** Inputs the op writes in place; core gives each a new `version` after the op runs. */
+  readonly writes?: readonly (keyof OpInputs<K>)[];
 }
 
 const fail = (op: string, msg: string): never => {
@@ -261,13 +302,22 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
     },
   },
   conv2d: {
-    outputs: ({ x, w }, g) => {
+    outputs: ({ x, w, bias, residual }, g) => {
       needF32('conv2d', x, 'x');
       needF32('conv2d', w, 'w');
       expectShape('conv2d', x, [g.batch, g.inChannels, g.inH, g.inW], 'x');
       expectShape('conv2d', w, [g.outChannels, g.inChannels / g.groups, g.kernelH, g.kernelW], 'w');
       checkConv('conv2d', g);
-      return [f32([g.batch, g.outChannels, g.outH, g.outW])];
+      const y = [g.batch, g.outChannels, g.outH, g.outW];
+      if (bias) {
+        needF32('conv2d', bias, 'bias');
+        expectShape('conv2d', bias, [g.outChannels], 'bias');
+      }
+      if (residual) {
+        needF32('conv2d', residual, 'residual');
+        expectShape('conv2d', residual, y, 'residual');
+      }
+      return [f32(y)];
     },
   },
   conv2dBackwardData: {
@@ -312,22 +362,28 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
     },
   },
   batchNormTrain: {
-    outputs: ({ x, gamma, beta }) => {
+    outputs: ({ x, gamma, beta, residual }) => {
       needF32('batchNormTrain', x, 'x');
       if (x.shape.length < 2) fail('batchNormTrain', `x must be [N, C, ...], got ${fmt(x.shape)}`);
       const c = x.shape[1];
       expectShape('batchNormTrain', gamma, [c], 'gamma');
       expectShape('batchNormTrain', beta, [c], 'beta');
+      if (residual) {
+        needF32('batchNormTrain', residual, 'residual');
+        expectShape('batchNormTrain', residual, x.shape, 'residual');
+      }
       if (sizeOf(x.shape) / c < 2) fail('batchNormTrain', `needs more than 1 value per channel, got input ${fmt(x.shape)}`);
       return [f32(x.shape), f32([c]), f32([c])];
     },
   },
   batchNormBackward: {
-    outputs: ({ dy, x, gamma, mean, invstd }) => {
+    outputs: ({ dy, x, gamma, mean, invstd, y }, { relu = false, residual = false }) => {
       expectShape('batchNormBackward', dy, x.shape, 'dy');
       const c = x.shape[1];
       for (const [t, n] of [[gamma, 'gamma'], [mean, 'mean'], [invstd, 'invstd']] as const) expectShape('batchNormBackward', t, [c], n);
-      return [f32(x.shape), f32([c]), f32([c])];
+      if (relu && !y) fail('batchNormBackward', "relu needs the forward's output y");
+      if (y) expectShape('batchNormBackward', y, x.shape, 'y');
+      return [f32(x.shape), f32([c]), f32([c]), ...(residual ? [f32(x.shape)] : [])];
     },
   },
   channelAffine: {
@@ -410,6 +466,7 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
     },
   },
   sgdUpdate: {
+    writes: ['param', 'momentum'],
     outputs: ({ param, grad, momentum }) => {
       needF32('sgdUpdate', param, 'param');
       expectShape('sgdUpdate', grad, param.shape, 'grad');

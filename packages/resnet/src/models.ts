@@ -6,7 +6,7 @@
  * Section 4.2 (CIFAR-10): conv1 3x3 -> layer1..3 of n blocks with 16/32/64 filters -> pool -> fc, 6n+2 layers.
  */
 import {
-  add, BatchNorm2d, Conv2d, constant_, flatten, globalAvgPool2d, kaimingNormal_, Linear, maxPool2d, Module, pad, relu,
+  BatchNorm2d, Conv2d, constant_, convBn, flatten, globalAvgPool2d, kaimingNormal_, Linear, maxPool2d, Module, pad,
   Sequential, type Tensor,
 } from '@residual/core';
 
@@ -64,6 +64,17 @@ interface BlockConfig {
   bottleneckStride: BottleneckStride;
 }
 
+/**
+ * A block's shortcut: null for a plain block, else the projection (conv + batch-norm) or option A's
+ * zero-padded identity.
+ */
+const shortcutOf = (x: Tensor, c: BlockConfig, downsample: Sequential | null, outChannels: number): Tensor | undefined => {
+  if (!c.residual) return undefined;
+  if (!downsample) return zeroPadShortcut(x, c.stride, outChannels);
+  const [conv, bn] = downsample.layers as [Conv2d, BatchNorm2d];
+  return convBn(conv, bn, x);
+};
+
 /** Whether a block gets a projection (`downsample`) under the chosen option. */
 const needsProjection = (c: BlockConfig, outChannels: number) =>
   c.residual && (c.shortcut === 'C' || (c.shortcut === 'B' && (c.stride !== 1 || c.inChannels !== outChannels)));
@@ -95,11 +106,11 @@ export class BasicBlock extends Module {
     return this.bn2;
   }
 
+  /** relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)); the addition and ReLUs are fused into bn1 and bn2. */
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
-    if (!this.config.residual) return relu(out);
-    const identity = this.downsample ? this.downsample.forward(x) : zeroPadShortcut(x, this.config.stride, this.config.planes);
-    return relu(add(out, identity));
+    const identity = shortcutOf(x, this.config, this.downsample, this.config.planes);
+    const out = convBn(this.conv1, this.bn1, x, { relu: true });
+    return convBn(this.conv2, this.bn2, out, { residual: identity, relu: true });
   }
 }
 
@@ -136,15 +147,12 @@ export class Bottleneck extends Module {
     return this.bn3;
   }
 
+  /** relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)), epilogues fused as in BasicBlock. */
   forward(x: Tensor): Tensor {
-    let out = relu(this.bn1.forward(this.conv1.forward(x)));
-    out = relu(this.bn2.forward(this.conv2.forward(out)));
-    out = this.bn3.forward(this.conv3.forward(out));
-    if (!this.config.residual) return relu(out);
-    const identity = this.downsample
-      ? this.downsample.forward(x)
-      : zeroPadShortcut(x, this.config.stride, this.config.planes * Bottleneck.expansion);
-    return relu(add(out, identity));
+    const identity = shortcutOf(x, this.config, this.downsample, this.config.planes * Bottleneck.expansion);
+    let out = convBn(this.conv1, this.bn1, x, { relu: true });
+    out = convBn(this.conv2, this.bn2, out, { relu: true });
+    return convBn(this.conv3, this.bn3, out, { residual: identity, relu: true });
   }
 }
 
@@ -216,7 +224,7 @@ export class ResNet extends Module {
   /** Features before the classifier: [N, 512·expansion, H/32, W/32]. */
   features(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== 3) throw new Error(`ResNet: input must be [N, 3, H, W], got [${x.shape.join(', ')}]`);
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = convBn(this.conv1, this.bn1, x, { relu: true });
     h = maxPool2d(h, { kernelSize: 3, stride: 2, padding: 1 });
     for (const layer of [this.layer1, this.layer2, this.layer3, this.layer4]) h = layer.forward(h);
     return h;
@@ -258,7 +266,7 @@ export class CifarResNet extends Module {
 
   forward(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== 3) throw new Error(`CifarResNet: input must be [N, 3, H, W], got [${x.shape.join(', ')}]`);
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
+    let h = convBn(this.conv1, this.bn1, x, { relu: true });
     for (const layer of [this.layer1, this.layer2, this.layer3]) h = layer.forward(h);
     return this.fc.forward(flatten(globalAvgPool2d(h)));
   }

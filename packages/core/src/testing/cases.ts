@@ -26,8 +26,9 @@ type KitInputs<K extends OpName> = { [P in keyof RefInputs<K>]: RefInputs<K>[P] 
 
 type AnyInputs = Record<string, KitTensor | KitTensor[]>;
 
+/** `f` over every given input (optional ones left out stay out). */
 const mapInputs = <T>(inputs: AnyInputs, f: (t: KitTensor) => T): Record<string, T | T[]> =>
-  Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, Array.isArray(v) ? v.map(f) : f(v)]));
+  Object.fromEntries(Object.entries(inputs).filter(([, v]) => v !== undefined).map(([k, v]) => [k, Array.isArray(v) ? v.map(f) : f(v)]));
 
 /** The dtype rule, stated independently of the op table: what each output must hold. */
 const expectedDtypes = (op: OpName, inputs: AnyInputs, attrs: Record<string, unknown>, n: number): DType[] => {
@@ -342,11 +343,53 @@ const CONV_SPECIAL: [string, number[], number[], Conv2dOptions][] = [
   ['3x3 padding 2 ', [1, 8, 11, 13], [12, 8, 3, 3], { padding: 2 }],
 ];
 
-const convCases = (): ConformanceCase[] =>
-  (['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter'] as const).flatMap((op) => [
+/** The parts of conv2d's fused epilogue a case turns on. */
+interface Epilogue {
+  bias?: boolean;
+  residual?: boolean;
+  relu?: boolean;
+}
+const EPILOGUES: Epilogue[] = [
+  { bias: true },
+  { residual: true },
+  { relu: true },
+  { bias: true, relu: true },
+  { residual: true, relu: true },
+  { bias: true, residual: true, relu: true },
+];
+const epilogueName = (e: Epilogue) => ['bias', 'residual', 'relu'].filter((k) => e[k as keyof Epilogue]).join('+');
+
+/** Shapes for the epilogue: the layers of the CIFAR and ImageNet ResNets, and geometries fast paths leave to the general one. */
+const EPILOGUE_SHAPES: [string, number[], number[], Conv2dOptions][] = [
+  ['', [2, 3, 6, 5], [4, 3, 3, 3], { padding: 1 }],
+  ['resnet 3x3 ', [2, 16, 32, 32], [16, 16, 3, 3], { padding: 1 }],
+  ['resnet 3x3 8x8 ', [2, 32, 8, 8], [32, 32, 3, 3], { padding: 1 }],
+  ['resnet 3x3 strided ', [2, 16, 9, 9], [32, 16, 3, 3], { stride: 2, padding: 1 }],
+  ['projection 1x1 ', [2, 16, 9, 9], [32, 16, 1, 1], { stride: 2 }],
+  ['bottleneck 1x1 ', [1, 64, 7, 7], [256, 64, 1, 1], {}],
+  ['stem 7x7 ', [1, 3, 33, 33], [16, 3, 7, 7], { stride: 2, padding: 3 }],
+  ['grouped ', [2, 4, 7, 7], [6, 2, 3, 3], { padding: 1, groups: 2 }],
+  ['3x3 odd sizes ', [3, 10, 9, 7], [9, 10, 3, 3], { padding: 1 }],
+];
+
+const epilogueCase = (label: string, x: number[], w: number[], opts: Conv2dOptions, e: Epilogue) =>
+  opCase(`conv2d/epilogue ${epilogueName(e)} ${label}x${shapeName(x)} w${shapeName(w)} s${opts.stride ?? 1} p${opts.padding ?? 0} g${opts.groups ?? 1}`, 'conv2d', (rng) => {
+    const g = conv2dGeometry(x, w, opts);
+    const xs = rng.uniform(x);
+    const ws = rng.uniform(w);
+    const bias = e.bias ? rng.uniform([g.outChannels]) : undefined;
+    const residual = e.residual ? rng.uniform([g.batch, g.outChannels, g.outH, g.outW], -2, 2) : undefined;
+    const scale = maxAbs(xs) * maxAbs(ws) + (bias ? maxAbs(bias) : 0) + (residual ? maxAbs(residual) : 0);
+    return { inputs: { x: xs, w: ws, bias, residual }, attrs: { ...g, relu: e.relu ?? false }, tol: { k: (g.inChannels / g.groups) * g.kernelH * g.kernelW, scale } };
+  }) as ConformanceCase;
+
+const convCases = (): ConformanceCase[] => [
+  ...(['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter'] as const).flatMap((op) => [
     ...CONV_GRID.map(([x, w, opts]) => convCase(op, x, w, opts)),
     ...CONV_SPECIAL.map(([label, x, w, opts]) => convCase(op, x, w, opts, label)),
-  ]);
+  ]),
+  ...EPILOGUE_SHAPES.flatMap(([label, x, w, opts]) => EPILOGUES.map((e) => epilogueCase(label, x, w, opts, e))),
+];
 
 const POOLS: [number[], Pool2dOptions][] = [
   [[2, 3, 8, 8], { kernelSize: 2 }],
@@ -402,29 +445,37 @@ const poolCases = (): ConformanceCase[] =>
 
 // --- normalisation and loss --------------------------------------------------------------------
 
-const bnCase = (label: string, shape: number[], eps: number, offset = 0) =>
-  opCase(`batchNormTrain/${label}${shapeName(shape)} eps ${eps}`, 'batchNormTrain', (g) => {
+/** The fused epilogue of batchNormTrain: a residual added, a ReLU after. */
+type BnEpilogue = { residual?: boolean; relu?: boolean };
+const bnEpilogueName = (e: BnEpilogue) => (e.residual || e.relu ? `${['residual', 'relu'].filter((k) => e[k as keyof BnEpilogue]).join('+')} ` : '');
+
+const bnCase = (label: string, shape: number[], eps: number, offset = 0, e: BnEpilogue = {}) =>
+  opCase(`batchNormTrain/${bnEpilogueName(e)}${label}${shapeName(shape)} eps ${eps}`, 'batchNormTrain', (g) => {
     const x = r(shape, g.uniform(shape, -2, 2).data.map((v) => Math.fround(v + offset)));
     const c = shape[1];
     const count = numel(shape) / c;
+    const residual = e.residual ? g.uniform(shape, -2, 2) : undefined;
     return {
-      inputs: { x, gamma: g.uniform([c], 0.5, 2), beta: g.uniform([c]) },
-      attrs: { eps },
-      tol: [{ k: count, scale: 1 }, { k: count, scale: maxAbs(x) }, { k: count }],
+      inputs: { x, gamma: g.uniform([c], 0.5, 2), beta: g.uniform([c]), residual },
+      attrs: { eps, relu: e.relu ?? false },
+      tol: [{ k: count, scale: residual ? 3 : 1 }, { k: count, scale: maxAbs(x) }, { k: count }],
     };
   });
 
 const f32Ref = (t: RefTensor): RefTensor => r(t.shape, t.data.map(Math.fround));
 
-const bnBackwardCase = (shape: number[]) =>
-  opCase(`batchNormBackward/${shapeName(shape)}`, 'batchNormBackward', (g) => {
+/** With a ReLU, y is the fused forward's own output (in f32), so the mask is the one training meets. */
+const bnBackwardCase = (shape: number[], e: BnEpilogue = {}) =>
+  opCase(`batchNormBackward/${bnEpilogueName(e)}${shapeName(shape)}`, 'batchNormBackward', (g) => {
     const c = shape[1];
     const x = g.uniform(shape, -2, 2);
     const gamma = g.uniform([c], 0.5, 2);
-    const [, m, invstd] = ref.batchNormTrain({ x, gamma, beta: r([c]) }, { eps: 1e-5 });
+    const beta = g.uniform([c]);
+    const residual = e.residual ? g.uniform(shape, -2, 2) : undefined;
+    const [y, m, invstd] = ref.batchNormTrain({ x, gamma, beta, residual }, { eps: 1e-5, relu: e.relu });
     return {
-      inputs: { dy: g.uniform(shape), x, gamma, mean: f32Ref(m), invstd: f32Ref(invstd) },
-      attrs: {},
+      inputs: { dy: g.uniform(shape), x, gamma, mean: f32Ref(m), invstd: f32Ref(invstd), y: e.relu ? f32Ref(y) : undefined },
+      attrs: { relu: e.relu ?? false, residual: e.residual ?? false },
       tol: (want) => want.map((w) => ({ k: numel(shape) / c, scale: maxAbs(w) })),
     };
   });
@@ -472,9 +523,21 @@ const normLossCases = (): ConformanceCase[] => [
   bnCase('one sample ', [1, 2, 3, 3], 1e-3),
   bnCase('stable variance at mean 100 ', [4, 3, 5, 5], 1e-5, 100),
   bnCase('large ', [8, 16, 16, 16], 1e-5),
+  ...[{ relu: true }, { residual: true }, { residual: true, relu: true }].flatMap((e) => [
+    bnCase('', [4, 3], 1e-5, 0, e),
+    bnCase('', [2, 3, 5, 7], 1e-5, 0, e),
+    bnCase('large ', [8, 16, 16, 16], 1e-5, 0, e),
+    bnCase('CIFAR layer ', [4, 32, 16, 16], 1e-5, 0, e),
+  ]),
   bnBackwardCase([4, 3]),
   bnBackwardCase([2, 3, 5, 7]),
   bnBackwardCase([3, 2, 4, 1, 2]),
+  ...[{ relu: true }, { residual: true }, { residual: true, relu: true }].flatMap((e) => [
+    bnBackwardCase([4, 3], e),
+    bnBackwardCase([2, 3, 5, 7], e),
+    bnBackwardCase([8, 16, 16, 16], e),
+    bnBackwardCase([4, 32, 16, 16], e),
+  ]),
   reluBackwardCase([7, 5]),
   reluBackwardCase([0, 3]),
   reluBackwardCase([2, 3, 4, 5]),
@@ -771,6 +834,10 @@ const errorCases = (): ConformanceCase[] => [
   errorCase('error/labels of the wrong length', 'softmaxCrossEntropy', () => softmaxCrossEntropy(zeros([2, 3]), tensor(Int32Array.of(0, 1, 2))), 'softmaxCrossEntropy', 'labels'),
   errorCase('error/batchNormTrain gamma of the wrong size', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([4, 3]), gamma: zeros([2]), beta: zeros([3]) }, { eps: 1e-5 }), 'batchNormTrain', 'gamma', '[2]'),
   errorCase('error/batchNormTrain with one value per channel', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([1, 3]), gamma: zeros([3]), beta: zeros([3]) }, { eps: 1e-5 }), 'batchNormTrain'),
+  errorCase('error/conv2d bias of the wrong size', 'conv2d', () => conv2d(zeros([1, 3, 5, 5]), zeros([4, 3, 3, 3]), { bias: zeros([3]) }), 'conv2d', 'bias', '[3]'),
+  errorCase('error/conv2d residual of the wrong shape', 'conv2d', () => conv2d(zeros([1, 3, 5, 5]), zeros([4, 3, 3, 3]), { residual: zeros([1, 4, 5, 5]) }), 'conv2d', 'residual', '[1, 4, 3, 3]', '[1, 4, 5, 5]'),
+  errorCase('error/batchNormTrain residual of the wrong shape', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([4, 3]), gamma: zeros([3]), beta: zeros([3]), residual: zeros([4, 2]) }, { eps: 1e-5 }), 'batchNormTrain', 'residual', '[4, 2]'),
+  errorCase('error/batchNormBackward relu without y', 'batchNormBackward', () => runOp('batchNormBackward', { dy: zeros([4, 3]), x: zeros([4, 3]), gamma: zeros([3]), mean: zeros([3]), invstd: zeros([3]) }, { relu: true }), 'batchNormBackward', 'y'),
   errorCase('error/reluBackward dy of another shape', 'reluBackward', () => runOp('reluBackward', { y: zeros([2, 3]), dy: zeros([3, 2]) }, {}), 'reluBackward', 'dy', '[3, 2]'),
   errorCase('error/channelAffine scale of the wrong size', 'channelAffine', () => runOp('channelAffine', { x: zeros([2, 3, 2]), scale: zeros([2]), shift: zeros([3]) }, {}), 'channelAffine', 'scale'),
   errorCase('error/maxPool2d padding over half the kernel', 'maxPool2d', () => maxPool2d(zeros([1, 1, 5, 5]), { kernelSize: 2, padding: 2 }), 'maxPool2d', 'padding'),

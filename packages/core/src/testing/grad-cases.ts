@@ -190,7 +190,44 @@ const convPoolGrads = (): ConformanceCase[] => [
   }),
 ];
 
+/** conv2d's fused epilogue, d every input: act(conv(x, w) + bias + residual). */
+const epilogueGrads = (): ConformanceCase[] => {
+  const opts = { padding: 1 };
+  const geom = conv2dGeometry([2, 3, 5, 4], [4, 3, 3, 3], opts);
+  const inputs = (g: Rng) => ({ x: g.uniform([2, 3, 5, 4]), w: g.uniform([4, 3, 3, 3]), bias: g.uniform([4]), residual: g.uniform([2, 4, 5, 4], -2, 2) });
+  return [true, false].flatMap((relu) =>
+    ['x', 'w', 'bias', 'residual'].map((wrt) =>
+      gradCase(`grad/conv2d epilogue bias+residual${relu ? '+relu' : ''} d${wrt}`, 'conv2d', (g) => ({
+        inputs: inputs(g),
+        wrt,
+        f: ({ x, w, bias, residual }) => conv2d(x, w, { ...opts, bias, residual, relu }),
+        fref: (t) => refOne('conv2d', t, { ...geom, relu }),
+        k: wrt === 'w' || wrt === 'bias' ? 40 : 36,
+      })),
+    ),
+  );
+};
+
 const normLossGrads = (): ConformanceCase[] => [
+  ...epilogueGrads(),
+  ...[true, false].flatMap((relu) =>
+    ['x', 'gamma', 'beta', 'residual'].map((wrt) =>
+      gradCase(`grad/batchNormTrain residual${relu ? '+relu' : ''} [4,3,2,2] d${wrt}`, 'batchNormTrain', (g) => ({
+        inputs: { x: g.uniform([4, 3, 2, 2], -2, 2), gamma: g.uniform([3], 0.5, 2), beta: g.uniform([3]), residual: g.uniform([4, 3, 2, 2], -2, 2) },
+        wrt,
+        f: ({ x, gamma, beta, residual }) => batchNormTrain(x, gamma, beta, 1e-3, { residual, relu }).y,
+        fref: (t) => refOne('batchNormTrain', t, { eps: 1e-3, relu }),
+        k: 16,
+      })),
+    ),
+  ),
+  gradCase('grad/batchNormTrain relu [5,2,3] dx', 'batchNormTrain', (g) => ({
+    inputs: { x: g.uniform([5, 2, 3], -2, 2), gamma: g.uniform([2], 0.5, 2), beta: g.uniform([2]) },
+    wrt: 'x',
+    f: ({ x, gamma, beta }) => batchNormTrain(x, gamma, beta, 1e-3, { relu: true }).y,
+    fref: (t) => refOne('batchNormTrain', t, { eps: 1e-3, relu: true }),
+    k: 15,
+  })),
   ...[['x', [4, 3, 2, 2]], ['gamma', [4, 3, 2, 2]], ['beta', [4, 3, 2, 2]], ['x', [5, 2]]].map(([wrt, shape]) => {
     const s = shape as number[];
     return gradCase(`grad/batchNormTrain ${shapeName(s)} d${wrt}`, 'batchNormTrain', (g) => ({

@@ -24,6 +24,24 @@ describe('reference against hand-computed values', () => {
     close(ref.conv2d({ x: xg, w: wg }, conv2dGeometry(xg.shape, wg.shape, { groups: 2 }))[0], [20, 300]);
   });
 
+  it('conv2d epilogue: bias per output channel, then the residual, then the ReLU', () => {
+    const w2 = refTensor([2, 1, 2, 2], [1, 2, 3, 4, -1, -2, -3, -4]);
+    const g = conv2dGeometry(x.shape, w2.shape);
+    const bias = refTensor([2], [1, 100]);
+    const residual = refTensor([1, 2, 2, 2], [0, 0, -100, 0, 0, 10, 0, 0]);
+    close(ref.conv2d({ x, w: w2, bias }, g)[0], [38, 48, 68, 78, 63, 53, 33, 23]);
+    close(ref.conv2d({ x, w: w2, residual }, { ...g, relu: true })[0], [37, 47, 0, 77, 0, 0, 0, 0]);
+    close(ref.conv2d({ x, w: w2, bias, residual }, { ...g, relu: true })[0], [38, 48, 0, 78, 63, 63, 33, 23]);
+  });
+
+  it('batchNormTrain epilogue: residual added after the affine map, ReLU last', () => {
+    const xs = refTensor([4, 1], [1, 2, 3, 4]);
+    const s = 1 / Math.sqrt(1.25);
+    const residual = refTensor([4, 1], [0, 0.5, 0, -10]);
+    const [y] = ref.batchNormTrain({ x: xs, gamma: refTensor([1], [2]), beta: refTensor([1], [1]), residual }, { eps: 0, relu: true });
+    close(y, [Math.max(1 - 3 * s, 0), Math.max(1.5 - s, 0), 1 + s, 0]);
+  });
+
   it('pools: max ignores padding, avg with and without padded cells', () => {
     const g = pool2dGeometry(x.shape, { kernelSize: 2, stride: 2, padding: 1 });
     close(ref.maxPool2d({ x }, g)[0], [1, 3, 7, 9]);
@@ -131,6 +149,18 @@ describe('reference backward ops agree with finite differences of the forward op
     close(dx, [...numericGrad((t) => y(t, gamma, beta), x, dy.data).data], undefined, 6);
     close(dgamma, [...numericGrad((t) => y(x, t, beta), gamma, dy.data).data], undefined, 6);
     close(dbeta, [...numericGrad((t) => y(x, gamma, t), beta, dy.data).data], undefined, 6);
+
+    // The fused epilogue: act(bn(x) + residual); the residual's gradient is dy through the mask.
+    const residual = rnd([3, 2, 2]);
+    const fused = (xx: RefTensor, gg: RefTensor, bb: RefTensor, rr: RefTensor) =>
+      ref.batchNormTrain({ x: xx, gamma: gg, beta: bb, residual: rr }, { eps: 1e-3, relu: true })[0];
+    const out = fused(x, gamma, beta, residual);
+    const grads = ref.batchNormBackward({ dy, x, gamma, mean, invstd, y: out }, { relu: true, residual: true });
+    expect(grads).toHaveLength(4);
+    close(grads[0], [...numericGrad((t) => fused(t, gamma, beta, residual), x, dy.data).data], undefined, 6);
+    close(grads[1], [...numericGrad((t) => fused(x, t, beta, residual), gamma, dy.data).data], undefined, 6);
+    close(grads[2], [...numericGrad((t) => fused(x, gamma, t, residual), beta, dy.data).data], undefined, 6);
+    close(grads[3], [...numericGrad((t) => fused(x, gamma, beta, t), residual, dy.data).data], undefined, 6);
 
     const logits = rnd([3, 4]);
     const labels = refTensor([3], [2, 0, 3]);

@@ -130,8 +130,9 @@ const pixel = (x: RefTensor, n: number, c: number, h: number, w: number): number
   return x.data[((n * C + c) * H + h) * W + w];
 };
 
-const conv2d: RefOp<'conv2d'> = ({ x, w }, g) => {
+const conv2d: RefOp<'conv2d'> = ({ x, w, bias, residual }, g) => {
   const y = refTensor([g.batch, g.outChannels, g.outH, g.outW]);
+  const plane = g.outH * g.outW;
   const kPerGroup = g.outChannels / g.groups;
   const cPerGroup = g.inChannels / g.groups;
   let o = 0;
@@ -149,7 +150,16 @@ const conv2d: RefOp<'conv2d'> = ({ x, w }, g) => {
               }
           y.data[o] = acc;
         }
-  return [y];
+  return [epilogue(y, (i) => (bias ? bias.data[Math.floor(i / plane) % g.outChannels] : 0), residual, g.relu)];
+};
+
+/** A fused epilogue in place: y[i] = act(y[i] + shift(i) + residual[i]), act = ReLU when `relu`. */
+const epilogue = (y: RefTensor, shift: (i: number) => number, residual: RefTensor | undefined, relu = false): RefTensor => {
+  for (let i = 0; i < y.data.length; i++) {
+    const v = y.data[i] + shift(i) + (residual ? residual.data[i] : 0);
+    y.data[i] = relu && !(v > 0) ? 0 : v;
+  }
+  return y;
 };
 
 /**
@@ -359,7 +369,7 @@ export const ref: { readonly [K in OpName]: RefOp<K> } = {
     return [dx];
   },
 
-  batchNormTrain: ({ x, gamma, beta }, { eps }) => {
+  batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu }) => {
     const c = x.shape[1];
     const count = x.data.length / c;
     const mean = refTensor([c]);
@@ -370,12 +380,14 @@ export const ref: { readonly [K in OpName]: RefOp<K> } = {
     const y = refTensor(x.shape);
     for (let i = 0; i < x.data.length; i++) {
       const ch = channelOf(x, i);
-      y.data[i] = (x.data[i] - mean.data[ch]) * invstd.data[ch] * gamma.data[ch] + beta.data[ch];
+      y.data[i] = (x.data[i] - mean.data[ch]) * invstd.data[ch] * gamma.data[ch];
     }
-    return [y, mean, invstd];
+    return [epilogue(y, (i) => beta.data[channelOf(x, i)], residual, relu), mean, invstd];
   },
-  batchNormBackward: ({ dy, x, gamma, mean, invstd }) => {
-    // y = gamma * xhat + beta with xhat = (x - mean) * invstd, where mean and invstd depend on x.
+  batchNormBackward: ({ dy: dout, x, gamma, mean, invstd, y }, { relu, residual }) => {
+    // out = act(gamma * xhat + beta + residual) with xhat = (x - mean) * invstd, where mean and invstd
+    // depend on x; dy is the gradient at gamma * xhat + beta: dout where the ReLU passed, else 0.
+    const dy = relu ? zipWith([y!, dout], (v, d) => (v > 0 ? d : 0)) : dout;
     const c = x.shape[1];
     const count = x.data.length / c;
     const xhat = x.data.map((v, i) => (v - mean.data[channelOf(x, i)]) * invstd.data[channelOf(x, i)]);
@@ -390,7 +402,7 @@ export const ref: { readonly [K in OpName]: RefOp<K> } = {
       const ch = channelOf(x, i);
       dx.data[i] = gamma.data[ch] * invstd.data[ch] * (dy.data[i] - dbeta.data[ch] / count - xhat[i] * dgamma.data[ch] / count);
     }
-    return [dx, dgamma, dbeta];
+    return [dx, dgamma, dbeta, ...(residual ? [refTensor(dy.shape, dy.data)] : [])];
   },
   reluBackward: ({ y, dy }) => [zipWith([y, dy], (v, d) => (v > 0 ? d : 0))],
   channelAffine: ({ x, scale, shift }) => [
