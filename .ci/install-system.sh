@@ -1,18 +1,33 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs and Debian does not ship by default:
-# Mesa's software Vulkan driver (lavapipe) from bookworm-backports, for the WebGPU tests (Dawn needs a
-# newer Mesa than Debian 12's own). Idempotent: does nothing when the driver is already there.
+# - oneDNN's headers (libdnnl-dev), for the CPU backend's native provider, built at `pnpm install`;
+# - Mesa's software Vulkan driver (lavapipe) from bookworm-backports, for the WebGPU tests (Dawn needs a
+#   newer Mesa than Debian 12's own).
+# Idempotent: installs only what is missing.
 set -euo pipefail
+if ! command -v apt-get >/dev/null; then
+  echo "install-system: apt-get not found; install libdnnl-dev, Mesa's Vulkan drivers (lavapipe) and libvulkan1 by hand" >&2
+  exit 1
+fi
+SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+updated=""
+update() { [[ -n $updated ]] || { $SUDO apt-get update -qq; updated=1; }; }
+
+# Debian's own packages: installed when their marker file is missing.
+for pkg_file in libdnnl-dev:/usr/include/oneapi/dnnl/dnnl.hpp; do
+  pkg=${pkg_file%%:*}; file=${pkg_file#*:}
+  if [[ ! -e $file ]]; then
+    update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$pkg" >/dev/null
+    echo "install-system: $pkg installed"
+  fi
+done
+
 ICD=/usr/share/vulkan/icd.d/lvp_icd.json
 if [[ -f $ICD ]] && ldconfig -p | grep -q libvulkan.so.1; then
   echo "install-system: lavapipe already installed"
   exit 0
 fi
-if ! command -v apt-get >/dev/null; then
-  echo "install-system: apt-get not found; install Mesa's Vulkan drivers (lavapipe) and libvulkan1 by hand" >&2
-  exit 1
-fi
-SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
 codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 src=/etc/apt/sources.list.d/debian.sources
 backports=/etc/apt/sources.list.d/residual-backports.sources
@@ -27,7 +42,8 @@ if [[ $codename == bookworm && ! -f $backports ]]; then
   fi
   printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' "$uris" "$key" | $SUDO tee $backports >/dev/null
 fi
-$SUDO apt-get update -qq
+updated=""
+update
 if [[ $codename == bookworm ]]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >/dev/null
 else

@@ -6,7 +6,7 @@ import {
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuStorage } from './index.js';
 
-const cpu = createCpuBackend();
+const cpu = createCpuBackend({ provider: 'wasm' });
 const t = (values: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): TensorView<CpuStorage> => {
   const data = dtype === 'f32' ? Float32Array.from(values) : Int32Array.from(values);
   return { storage: cpu.upload(data), shape, dtype, size: data.length, version: nextVersion() };

@@ -1,6 +1,8 @@
 /**
  * @residual/backend-cpu: every op of the residual op interface on the CPU. Tensors are typed arrays;
  * GEMM and convolutions run as WebAssembly SIMD kernels on all cores, the other ops in TypeScript.
+ * In Node, where the oneDNN addon was built at install, the native provider runs convolutions,
+ * batch-norm and matmul instead, on the same arrays.
  */
 import { philoxFill, sizeOf, type Backend, type DataArray, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
 import { conv2d, conv2dBackwardData, conv2dBackwardFilter } from './conv.js';
@@ -12,10 +14,18 @@ import { CpuMemory, type CpuStorage } from './memory.js';
 import { batchNormBackward, batchNormTrain, channelAffine } from './norm.js';
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dBackward } from './pool.js';
 import { argmax, reduce, topk } from './reduce.js';
+import { loadOneDnn, NATIVE_HINT, type OneDnn } from './native.js';
+import { oneDnnKernels } from './onednn.js';
 import { sgdUpdate } from './sgd.js';
 import { defaultThreads, fmaSupported, Wasm } from './wasm.js';
 
 export type { CpuStorage } from './memory.js';
+
+/** Which kernels run the heavy ops: oneDNN in native code, or WebAssembly SIMD. */
+export type CpuProvider = 'native' | 'wasm';
+
+/** The CPU backend, which also says which provider runs its heavy ops. */
+export type CpuBackend = Backend<CpuStorage> & { readonly provider: CpuProvider };
 
 /** Options of {@link createCpuBackend}. */
 export interface CpuBackendOptions {
@@ -34,6 +44,12 @@ export interface CpuBackendOptions {
    * Default: the `RESIDUAL_WASM_FMA` environment variable (`0` or `1`), else true.
    */
   readonly fma?: boolean;
+  /**
+   * `native`: convolutions, batch-norm and matmul on oneDNN (an error when the addon is missing);
+   * `wasm`: everything on WebAssembly; `auto`: native where it loads. Default: the
+   * `RESIDUAL_CPU_PROVIDER` environment variable, else `auto`.
+   */
+  readonly provider?: CpuProvider | 'auto';
 }
 
 const env = (name: string): string | undefined => (typeof process === 'undefined' ? undefined : process.env[name]);
@@ -53,10 +69,25 @@ const fmaOf = (options: CpuBackendOptions): boolean => {
   return (options.fma ?? raw !== '0') && fmaSupported();
 };
 
+/** The provider asked for (option or environment), resolved against what loads here. */
+const providerOf = (options: CpuBackendOptions): { addon: OneDnn | null; note: string } => {
+  const raw = env('RESIDUAL_CPU_PROVIDER');
+  const asked = options.provider ?? (raw || 'auto');
+  if (!['auto', 'native', 'wasm'].includes(asked))
+    throw new Error(`cpu backend: ${options.provider ? 'provider option' : 'RESIDUAL_CPU_PROVIDER'} must be native, wasm or auto, got '${asked}'`);
+  if (asked === 'wasm') return { addon: null, note: '' };
+  const native = loadOneDnn();
+  if ('addon' in native) return { addon: native.addon, note: '' };
+  if (asked === 'native') throw new Error(`cpu backend: the native provider was asked for, but ${native.missing}; ${NATIVE_HINT}`);
+  return { addon: null, note: `; oneDNN provider off: ${native.missing} (${NATIVE_HINT})` };
+};
+
 /** Creates a CPU backend; register it with `setBackend(createCpuBackend())`. */
-export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuStorage> => {
+export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend => {
   const threads = threadsOf(options);
   const fma = fmaOf(options);
+  const { addon, note } = providerOf(options);
+  addon?.setThreads(threads);
   // The kernels' memory and threads, made on first use and dropped by dispose(); large tensors live there.
   let instance: Wasm | null = null;
   const wasm = (): Wasm => (instance ??= new Wasm({ threads, fma, onGrow: (bytes) => mem.holdWasm(bytes) }));
@@ -141,6 +172,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
       return [];
     },
     randomFill: (_, { dist, seed, counter, a, b }, [o]) => one(o, (y) => philoxFill(y, dist, seed, counter, a, b)),
+    ...(addon ? oneDnnKernels(addon, alloc) : {}),
   } satisfies Kernels<CpuStorage>;
 
   /** y = act(y + bias[c] + residual) in place over y [N, C, ...]. */
@@ -162,7 +194,10 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
 
   return {
     name: 'cpu',
-    device: `CPU (WebAssembly SIMD${fma ? ' + FMA' : ''}, ${threads} thread${threads === 1 ? '' : 's'})`,
+    device: addon
+      ? `CPU (oneDNN ${addon.info().version} ${addon.info().isa}, ${threads} thread${threads === 1 ? '' : 's'})`
+      : `CPU (WebAssembly SIMD${fma ? ' + FMA' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${note})`,
+    provider: addon ? 'native' : 'wasm',
     upload: (data) => mem.upload(data),
     download: async (s, size, dtype) => read(s, size, dtype),
     readSync: read,
@@ -179,4 +214,4 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
 };
 
 /** The entry point `useBackend('cpu')` from `@residual/core` looks for: a CPU backend with default options. */
-export const createBackend = (): Backend<CpuStorage> => createCpuBackend();
+export const createBackend = (): CpuBackend => createCpuBackend();

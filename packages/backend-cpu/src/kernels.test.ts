@@ -2,7 +2,7 @@ import { nextVersion, OPS, philoxFill, sizeOf, type BinaryFn, type CompareFn, ty
 import { describe, expect, it } from 'vitest';
 import { createCpuBackend, type CpuStorage } from './index.js';
 
-const cpu = createCpuBackend();
+const cpu = createCpuBackend({ provider: 'wasm' });
 const t = (values: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): TensorView<CpuStorage> => {
   const data = dtype === 'f32' ? Float32Array.from(values) : Int32Array.from(values);
   return { storage: cpu.upload(data), shape, dtype, size: data.length, version: nextVersion() };

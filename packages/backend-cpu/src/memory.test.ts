@@ -4,7 +4,7 @@ import { createCpuBackend, type CpuStorage } from './index.js';
 
 describe('storage pool and memory()', () => {
   it('reuses a freed buffer of the same dtype and length, and reports bytes truthfully', () => {
-    const cpu = createCpuBackend();
+    const cpu = createCpuBackend({ provider: 'wasm' });
     expect(cpu.memory()).toEqual({ liveBytes: 0, liveBuffers: 0, heldBytes: 0, peakBytes: 0 });
     const a = cpu.upload(new Float32Array([1, 2, 3]));
     const b = cpu.upload(new Int32Array([4, 5, 6]));
@@ -29,7 +29,7 @@ describe('storage pool and memory()', () => {
   });
 
   it('rejects a double free and reads of freed or mismatched storages', async () => {
-    const cpu = createCpuBackend();
+    const cpu = createCpuBackend({ provider: 'wasm' });
     const s = cpu.upload(new Float32Array([1, 2]));
     expect(() => cpu.readSync!(s, 3, 'f32')).toThrow(/2 f32 elements, asked for 3 f32/);
     expect(() => cpu.readSync!(s, 2, 'i32')).toThrow(/asked for 2 i32/);
@@ -42,7 +42,7 @@ describe('storage pool and memory()', () => {
   });
 
   it('drops freed buffers beyond maxPooledBytes', () => {
-    const cpu = createCpuBackend({ maxPooledBytes: 16 });
+    const cpu = createCpuBackend({ provider: 'wasm', maxPooledBytes: 16 });
     const [a, b] = [cpu.upload(new Float32Array(3)), cpu.upload(new Float32Array(3))];
     cpu.free(a);
     cpu.free(b);
@@ -50,7 +50,7 @@ describe('storage pool and memory()', () => {
   });
 
   it('a training-like loop holds flat memory after its first step', () => {
-    const cpu = createCpuBackend();
+    const cpu = createCpuBackend({ provider: 'wasm' });
     const view = (storage: CpuStorage, shape: number[]): TensorView<CpuStorage> => ({ storage, shape, dtype: 'f32', size: storage.data.length, version: nextVersion() });
     const g = conv2dGeometry([2, 3, 8, 8], [4, 3, 3, 3], { padding: 1 });
     const x = view(cpu.upload(new Float32Array(2 * 3 * 64).fill(0.5)), [2, 3, 8, 8]);
@@ -76,7 +76,7 @@ describe('storage pool and memory()', () => {
   });
 
   it('keeps large storages in the WebAssembly memory, reuses their blocks and counts them once', () => {
-    const cpu = createCpuBackend({ threads: 1 });
+    const cpu = createCpuBackend({ provider: 'wasm', threads: 1 });
     const n = 10_000;
     const a = cpu.upload(Float32Array.from({ length: n }, (_, i) => i));
     const b = cpu.upload(new Float32Array(n).fill(2));
@@ -110,7 +110,7 @@ describe('storage pool and memory()', () => {
     const saved = global.SharedArrayBuffer;
     delete global.SharedArrayBuffer;
     try {
-      const cpu = createCpuBackend({ threads: 1 });
+      const cpu = createCpuBackend({ provider: 'wasm', threads: 1 });
       const small = cpu.upload(new Float32Array([1, 2, 3]));
       const large = cpu.upload(new Float32Array(10_000).fill(1));
       cpu.free(small);

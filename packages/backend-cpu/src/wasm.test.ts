@@ -21,6 +21,7 @@ describe('WebAssembly kernels and their options', () => {
   it('takes the thread count and the FMA switch from options, then the environment', () => {
     process.env.RESIDUAL_THREADS = '3';
     process.env.RESIDUAL_WASM_FMA = '0';
+    process.env.RESIDUAL_CPU_PROVIDER = 'wasm';
     expect(createCpuBackend().device).toBe('CPU (WebAssembly SIMD, 3 threads)');
     expect(createCpuBackend({ threads: 1, fma: true }).device).toBe(`CPU (WebAssembly SIMD${fmaSupported() ? ' + FMA' : ''}, 1 thread)`);
     delete process.env.RESIDUAL_THREADS;

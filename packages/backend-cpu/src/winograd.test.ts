@@ -177,7 +177,7 @@ describe('Winograd filter gradient against a direct float64 loop', () => {
 });
 
 describe('the conv ops dispatch 3x3 stride-1 convolutions to Winograd, any padding', () => {
-  const cpu = createCpuBackend();
+  const cpu = createCpuBackend({ provider: 'wasm' });
   const run = (op: OpName, inputs: Record<string, [Float32Array, Shape]>, g: Conv2dGeometry) => {
     const views = Object.fromEntries(Object.entries(inputs).map(([k, [data, shape]]) => [k, { storage: cpu.upload(data), shape, dtype: 'f32', size: data.length }]));
     const [spec] = OPS[op].outputs(views as never, g as never);
