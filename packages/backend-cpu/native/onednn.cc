@@ -75,6 +75,14 @@ struct Geometry {
   }
 };
 
+/**
+ * The layout an activation [N, C, H, W] has in this backend's memory: oneDNN's nChw16c when C is a
+ * whole number of 16-channel blocks (what its AVX kernels run on), else plain NCHW. JavaScript keeps
+ * every tensor the native ops touch in this layout (src/layout.ts), so they pass between convolutions
+ * and batch-norm without reorders.
+ */
+memory::desc activation(const memory::dims& d) { return memory::desc(d, dt::f32, d[1] % 16 == 0 ? tag::nChw16c : tag::nchw); }
+
 // --- memory --------------------------------------------------------------------------------------
 
 /** A grow-only, 64-byte aligned buffer. */
@@ -194,8 +202,11 @@ algorithm algorithmFor(const Geometry& g, int pass) {
 }
 
 convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bias, bool residual, bool relu, algorithm alg,
-                                                 prop_kind prop) {
-  const memory::desc src(g.src(), dt::f32, tag::any), w(g.weights(), dt::f32, tag::any), dst(g.dst(), dt::f32, tag::any);
+                                                 prop_kind prop, bool ownLayouts = true) {
+  // The operands' own layouts first, so nothing is reordered; any layout if no kernel takes those.
+  const memory::desc src = ownLayouts ? activation(g.src()) : memory::desc(g.src(), dt::f32, tag::any);
+  const memory::desc dst = ownLayouts ? activation(g.dst()) : memory::desc(g.dst(), dt::f32, tag::any);
+  const memory::desc w(g.weights(), dt::f32, tag::any);
   const memory::desc b = bias ? memory::desc({g.k}, dt::f32, tag::x) : memory::desc();
   const memory::dims strides{g.strideH, g.strideW}, dil{g.dilH - 1, g.dilW - 1}, padL{g.padT, g.padL}, padR{g.padB, g.padR};
   post_ops ops;
@@ -205,7 +216,12 @@ convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bias, bo
   attr.set_post_ops(ops);
   auto desc = bias ? convolution_forward::desc(prop, alg, src, w, b, dst, strides, dil, padL, padR)
                    : convolution_forward::desc(prop, alg, src, w, dst, strides, dil, padL, padR);
-  return convolution_forward::primitive_desc(desc, attr, cpu());
+  try {
+    return convolution_forward::primitive_desc(desc, attr, cpu());
+  } catch (const dnnl::error&) {
+    if (!ownLayouts) throw;
+    return forwardDesc(g, bias, residual, relu, alg, prop, false);
+  }
 }
 
 /** The forward primitive of a shape and its algorithm: Winograd where it pays and is implemented, else direct. */
@@ -229,9 +245,9 @@ Conv& forwardConv(const Geometry& g, bool bias, bool residual, bool relu) {
   c->weights = pd.weights_desc();
   c->dst = pd.dst_desc();
   if (bias) c->bias = pd.bias_desc();
-  c->userSrc = memory::desc(g.src(), dt::f32, tag::nchw);
+  c->userSrc = activation(g.src());
   c->userWeights = memory::desc(g.weights(), dt::f32, g.weightsTag());
-  c->userDst = memory::desc(g.dst(), dt::f32, tag::nchw);
+  c->userDst = activation(g.dst());
   c->fwd = convolution_forward(pd);
   c->impl = pd.impl_info_str();
   slot = std::move(c);
@@ -243,21 +259,33 @@ Conv& backwardConv(const Geometry& g, int pass) {
   auto& slot = convs[key];
   if (slot) return *slot;
   auto c = std::make_unique<Conv>();
-  c->userSrc = memory::desc(g.src(), dt::f32, tag::nchw);
+  c->userSrc = activation(g.src());
   c->userWeights = memory::desc(g.weights(), dt::f32, g.weightsTag());
-  c->userDst = memory::desc(g.dst(), dt::f32, tag::nchw);
+  c->userDst = activation(g.dst());
   auto [hint, alg] = bestForward(g, false, false, false, pass, prop_kind::forward_training);
-  const memory::desc src(g.src(), dt::f32, tag::any), w(g.weights(), dt::f32, tag::any), dst(g.dst(), dt::f32, tag::any);
+  const memory::desc w(g.weights(), dt::f32, tag::any);
   const memory::dims strides{g.strideH, g.strideW}, dil{g.dilH - 1, g.dilW - 1}, padL{g.padT, g.padL}, padR{g.padB, g.padR};
+  // The operands' own layouts where a kernel takes them (no reorders), else any.
+  const auto own = [&](auto make) {
+    try {
+      return make(c->userSrc, c->userDst);
+    } catch (const dnnl::error&) {
+      return make(memory::desc(g.src(), dt::f32, tag::any), memory::desc(g.dst(), dt::f32, tag::any));
+    }
+  };
   if (pass == 1) {
-    convolution_backward_data::primitive_desc pd({alg, src, w, dst, strides, dil, padL, padR}, cpu(), hint);
+    auto pd = own([&](const memory::desc& src, const memory::desc& dst) {
+      return convolution_backward_data::primitive_desc({alg, src, w, dst, strides, dil, padL, padR}, cpu(), hint);
+    });
     c->bwdDataWeights = pd.weights_desc();
     c->bwdDataDiffDst = pd.diff_dst_desc();
     c->bwdDataDiffSrc = pd.diff_src_desc();
     c->bwdData = convolution_backward_data(pd);
     c->impl = pd.impl_info_str();
   } else {
-    convolution_backward_weights::primitive_desc pd({alg, src, w, dst, strides, dil, padL, padR}, cpu(), hint);
+    auto pd = own([&](const memory::desc& src, const memory::desc& dst) {
+      return convolution_backward_weights::primitive_desc({alg, src, w, dst, strides, dil, padL, padR}, cpu(), hint);
+    });
     c->bwdWeightsSrc = pd.src_desc();
     c->bwdWeightsDiffDst = pd.diff_dst_desc();
     c->bwdWeightsDiff = pd.diff_weights_desc();
@@ -358,6 +386,54 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
 /** max(v, 0) with NaN to 0, as the op interface's ReLU. */
 inline float relu0(float v) { return v > 0.f ? v : 0.f; }
 
+// Eight floats and eight doubles as GCC/Clang vectors: each clone above compiles them to its own
+// instructions (one zmm of doubles under AVX-512, two ymm under AVX2), with no fast-math needed.
+typedef float f8 __attribute__((vector_size(32)));
+typedef double d8 __attribute__((vector_size(64)));
+inline f8 load8(const float* p) {
+  f8 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline double total(d8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+
+/** Σ (x - shift) and Σ (x - shift)² over n floats, in float64. */
+__attribute__((always_inline)) inline void moments(const float* x, int64_t n, float shift, double& s1, double& s2) {
+  d8 a = {}, b = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const d8 d = __builtin_convertvector(load8(x + j) - shift, d8);
+    a += d;
+    b += d * d;
+  }
+  double ta = total(a), tb = total(b);
+  for (; j < n; j++) {
+    const double d = double(x[j] - shift);
+    ta += d;
+    tb += d * d;
+  }
+  s1 += ta;
+  s2 += tb;
+}
+
+/** Σ g and Σ g·(x - m)·is over n floats, in float64. */
+__attribute__((always_inline)) inline void gradSums(const float* g, const float* x, int64_t n, float m, float is, double& s1, double& s2) {
+  d8 a = {}, b = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const d8 gd = __builtin_convertvector(load8(g + j), d8);
+    a += gd;
+    b += gd * __builtin_convertvector((load8(x + j) - m) * is, d8);
+  }
+  double ta = total(a), tb = total(b);
+  for (; j < n; j++) {
+    ta += g[j];
+    tb += double(g[j]) * double((x[j] - m) * is);
+  }
+  s1 += ta;
+  s2 += tb;
+}
+
 /** One channel of batchNormTrain (see BatchNormTrain); `stride` = C·inner between images. */
 HOT void bnTrainChannel(const float* x, const float* residual, float* y, float gamma, float beta, float* mean, float* invstd,
                         int64_t n, int64_t stride, int64_t inner, double eps, bool relu) {
@@ -366,15 +442,7 @@ HOT void bnTrainChannel(const float* x, const float* residual, float* y, float g
   double s = 0, ss = 0;
   for (int64_t i = 0; i < n; i++) {
     const float* p = x + i * stride;
-    double s1 = 0, s2 = 0;
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t j = 0; j < inner; j++) {
-      const double d = double(p[j]) - shift;
-      s1 += d;
-      s2 += d * d;
-    }
-    s += s1;
-    ss += s2;
+    moments(p, inner, shift, s, ss);
   }
   const double count = double(n) * double(inner);
   const double m = s / count;
@@ -404,56 +472,23 @@ HOT void bnTrainChannel(const float* x, const float* residual, float* y, float g
   }
 }
 
-/**
- * batchNormTrain(x, gamma, beta, residual|null, y, mean, invstd, n, c, inner, eps, relu) over x [N, C, inner]:
- * y = act(gamma·(x - mean)·invstd + beta + residual) with the batch statistics (biased variance), sums
- * in float64; threads split the channels.
- */
-Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
-  const float *x = floats(info[0]), *gamma = floats(info[1]), *beta = floats(info[2]), *residual = floats(info[3]);
-  float *y = floats(info[4]), *mean = floats(info[5]), *invstd = floats(info[6]);
-  const int64_t n = integer(info[7]), c = integer(info[8]), inner = integer(info[9]);
-  const double eps = info[10].As<Napi::Number>().DoubleValue();
-  const bool relu = flag(info[11]);
-#pragma omp parallel for schedule(static)
-  for (int64_t ch = 0; ch < c; ch++) {
-    const int64_t o = ch * inner;
-    bnTrainChannel(x + o, residual ? residual + o : nullptr, y + o, gamma[ch], beta[ch], mean + ch, invstd + ch, n, c * inner,
-                   inner, eps, relu);
-  }
-  return info.Env().Undefined();
-}
-
 /** One channel of batchNormBackward (see BatchNormBackward). */
 HOT void bnBackwardChannel(const float* dy, const float* x, const float* y, float* dx, float* dres, float gamma, float m,
                            float is, float* dgamma, float* dbeta, int64_t n, int64_t stride, int64_t inner) {
   double sg = 0, sgx = 0;
   for (int64_t i = 0; i < n; i++) {
     const float *d = dy + i * stride, *p = x + i * stride;
-    double a1 = 0, a2 = 0;
     if (y) {
       const float* q = y + i * stride;
-#pragma omp simd reduction(+ : a1, a2)
-      for (int64_t j = 0; j < inner; j++) {
-        const float gj = q[j] > 0.f ? d[j] : 0.f;
-        a1 += gj;
-        a2 += double(gj) * double((p[j] - m) * is);
-      }
-      if (dres) {
-        float* r = dres + i * stride;
+      // The masked gradient, once: the residual's gradient when asked, and what the sums read.
+      float* r = dres ? dres + i * stride : dx + i * stride;
 #pragma omp simd
-        for (int64_t j = 0; j < inner; j++) r[j] = q[j] > 0.f ? d[j] : 0.f;
-      }
+      for (int64_t j = 0; j < inner; j++) r[j] = q[j] > 0.f ? d[j] : 0.f;
+      gradSums(r, p, inner, m, is, sg, sgx);
     } else {
-#pragma omp simd reduction(+ : a1, a2)
-      for (int64_t j = 0; j < inner; j++) {
-        a1 += d[j];
-        a2 += double(d[j]) * double((p[j] - m) * is);
-      }
       if (dres) std::memcpy(dres + i * stride, d, sizeof(float) * inner);
+      gradSums(d, p, inner, m, is, sg, sgx);
     }
-    sg += a1;
-    sgx += a2;
   }
   *dbeta = float(sg);
   *dgamma = float(sgx);
@@ -463,9 +498,10 @@ HOT void bnBackwardChannel(const float* dy, const float* x, const float* y, floa
     const float *d = dy + i * stride, *p = x + i * stride;
     float* out = dx + i * stride;
     if (y) {
-      const float* q = y + i * stride;
+      // The masked gradient was kept in dresidual, or in dx itself, by the first pass.
+      const float* r = dres ? dres + i * stride : out;
 #pragma omp simd
-      for (int64_t j = 0; j < inner; j++) out[j] = k * ((q[j] > 0.f ? d[j] : 0.f) - mb - (p[j] - m) * is * mg);
+      for (int64_t j = 0; j < inner; j++) out[j] = k * (r[j] - mb - (p[j] - m) * is * mg);
     } else {
 #pragma omp simd
       for (int64_t j = 0; j < inner; j++) out[j] = k * (d[j] - mb - (p[j] - m) * is * mg);
@@ -473,8 +509,191 @@ HOT void bnBackwardChannel(const float* dy, const float* x, const float* y, floa
   }
 }
 
+// The same in nChw16c (C a multiple of 16): a tile [inner][16] holds 16 channels of one image, so the
+// kernels run 16 channels at a time, one vector per position. Threads split (block, run of images)
+// for the sums and (image, block) for the element passes; the parts are added in a fixed order.
+
+typedef float f16 __attribute__((vector_size(64)));
+inline f16 load16(const float* p) {
+  f16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store16(float* p, f16 v) { std::memcpy(p, &v, sizeof v); }
+inline f16 relu16(f16 v) { return v > 0.f ? v : f16{}; }
+
+/** Per-lane Σ (x - shift) and Σ (x - shift)² over `count` tiles `stride` apart: out[0..15], out[16..31]. */
+HOT void tileMoments(const float* x, int64_t count, int64_t stride, int64_t inner, const float* shift, double* out) {
+  const f8 lo = load8(shift), hi = load8(shift + 8);
+  d8 s0 = {}, s1 = {}, q0 = {}, q1 = {};
+  for (int64_t i = 0; i < count; i++) {
+    const float* p = x + i * stride;
+    for (int64_t j = 0; j < inner; j++) {
+      const d8 a = __builtin_convertvector(load8(p + j * 16) - lo, d8), b = __builtin_convertvector(load8(p + j * 16 + 8) - hi, d8);
+      s0 += a;
+      s1 += b;
+      q0 += a * a;
+      q1 += b * b;
+    }
+  }
+  for (int l = 0; l < 8; l++) out[l] = s0[l], out[8 + l] = s1[l], out[16 + l] = q0[l], out[24 + l] = q1[l];
+}
+
+/** y = act(x·a + b + r) over one tile of `inner` positions. */
+HOT void tileAffine(const float* x, const float* r, float* y, int64_t inner, const float* a, const float* b, bool relu) {
+  const f16 va = load16(a), vb = load16(b);
+  for (int64_t j = 0; j < inner * 16; j += 16) {
+    f16 v = load16(x + j) * va + vb;
+    if (r) v += load16(r + j);
+    store16(y + j, relu ? relu16(v) : v);
+  }
+}
+
+/** g = dy masked where y <= 0 (stored to g when y is given) and per-lane Σ g, Σ g·(x - m)·is over `count` tiles. */
+HOT void tileGradSums(const float* dy, const float* x, const float* y, float* g, int64_t count, int64_t stride, int64_t inner,
+                      const float* m, const float* is, double* out) {
+  const f8 m0 = load8(m), m1 = load8(m + 8), i0 = load8(is), i1 = load8(is + 8);
+  d8 s0 = {}, s1 = {}, t0 = {}, t1 = {};
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t o = i * stride;
+    for (int64_t j = 0; j < inner * 16; j += 16) {
+      f8 a = load8(dy + o + j), b = load8(dy + o + j + 8);
+      if (y) {
+        a = load8(y + o + j) > 0.f ? a : f8{};
+        b = load8(y + o + j + 8) > 0.f ? b : f8{};
+        std::memcpy(g + o + j, &a, sizeof a);
+        std::memcpy(g + o + j + 8, &b, sizeof b);
+      }
+      const d8 da = __builtin_convertvector(a, d8), db = __builtin_convertvector(b, d8);
+      s0 += da;
+      s1 += db;
+      t0 += da * __builtin_convertvector((load8(x + o + j) - m0) * i0, d8);
+      t1 += db * __builtin_convertvector((load8(x + o + j + 8) - m1) * i1, d8);
+    }
+  }
+  for (int l = 0; l < 8; l++) out[l] = s0[l], out[8 + l] = s1[l], out[16 + l] = t0[l], out[24 + l] = t1[l];
+}
+
+/** dx = k·(g - mb - (x - m)·is·mg) over one tile. */
+HOT void tileGradApply(const float* g, const float* x, float* dx, int64_t inner, const float* k, const float* m, const float* is,
+                       const float* mb, const float* mg) {
+  const f16 vk = load16(k), vm = load16(m), vi = load16(is), vb = load16(mb), vg = load16(mg);
+  for (int64_t j = 0; j < inner * 16; j += 16) store16(dx + j, vk * (load16(g + j) - vb - (load16(x + j) - vm) * vi * vg));
+}
+
+/** How the sums of an nChw16c tensor split: runs of images per 16-channel block, enough tasks for every thread twice. */
+struct Split {
+  int64_t blocks, runs;
+  Split(int64_t n, int64_t c) : blocks(c / 16) {
+    const int64_t want = 2 * omp_get_max_threads();
+    runs = std::max<int64_t>(1, std::min<int64_t>(n, (want + blocks - 1) / blocks));
+  }
+  int64_t tasks() const { return blocks * runs; }
+  int64_t begin(int64_t n, int64_t run) const { return run * n / runs; }
+};
+
+void batchNormTrainBlocked(const float* x, const float* gamma, const float* beta, const float* residual, float* y, float* mean,
+                           float* invstd, int64_t n, int64_t c, int64_t inner, double eps, bool relu) {
+  const Split sp(n, c);
+  std::vector<double> parts(sp.tasks() * 32);
+  std::vector<float> a(c), b(c);
+  const int64_t image = c * inner;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < sp.tasks(); t++) {
+    const int64_t blk = t / sp.runs, run = t % sp.runs, n0 = sp.begin(n, run), n1 = sp.begin(n, run + 1);
+    // Shifted by the block's first position of image 0, so the variance does not cancel.
+    tileMoments(x + n0 * image + blk * inner * 16, n1 - n0, image, inner, x + blk * inner * 16, parts.data() + t * 32);
+  }
+  const double count = double(n) * double(inner);
+  for (int64_t ch = 0; ch < c; ch++) {
+    const int64_t blk = ch / 16, l = ch % 16;
+    double s1 = 0, s2 = 0;
+    for (int64_t run = 0; run < sp.runs; run++) {
+      s1 += parts[(blk * sp.runs + run) * 32 + l];
+      s2 += parts[(blk * sp.runs + run) * 32 + 16 + l];
+    }
+    const double shift = x[blk * inner * 16 + l], m = s1 / count;
+    const double is = 1.0 / std::sqrt(std::max(s2 / count - m * m, 0.0) + eps);
+    mean[ch] = float(m + shift);
+    invstd[ch] = float(is);
+    a[ch] = float(gamma[ch] * is);
+    b[ch] = float(beta[ch] - (m + shift) * gamma[ch] * is);
+  }
+  const int64_t blocks = c / 16;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n * blocks; t++) {
+    const int64_t o = t * inner * 16, blk = t % blocks;
+    tileAffine(x + o, residual ? residual + o : nullptr, y + o, inner, a.data() + blk * 16, b.data() + blk * 16, relu);
+  }
+}
+
+void batchNormBackwardBlocked(const float* dy, const float* x, const float* gamma, const float* mean, const float* invstd,
+                              const float* y, float* dx, float* dgamma, float* dbeta, float* dres, int64_t n, int64_t c,
+                              int64_t inner) {
+  const Split sp(n, c);
+  std::vector<double> parts(sp.tasks() * 32);
+  const int64_t image = c * inner;
+  // The masked gradient goes to dresidual when asked, else into dx, which the second pass overwrites.
+  float* g = y ? (dres ? dres : dx) : nullptr;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < sp.tasks(); t++) {
+    const int64_t blk = t / sp.runs, run = t % sp.runs, n0 = sp.begin(n, run), n1 = sp.begin(n, run + 1);
+    const int64_t o = n0 * image + blk * inner * 16;
+    tileGradSums(dy + o, x + o, y ? y + o : nullptr, g ? g + o : nullptr, n1 - n0, image, inner, mean + blk * 16, invstd + blk * 16,
+                 parts.data() + t * 32);
+  }
+  if (!y && dres) std::memcpy(dres, dy, sizeof(float) * n * image);
+  std::vector<float> k(c), mb(c), mg(c);
+  const double count = double(n) * double(inner);
+  for (int64_t ch = 0; ch < c; ch++) {
+    const int64_t blk = ch / 16, l = ch % 16;
+    double sg = 0, sgx = 0;
+    for (int64_t run = 0; run < sp.runs; run++) {
+      sg += parts[(blk * sp.runs + run) * 32 + l];
+      sgx += parts[(blk * sp.runs + run) * 32 + 16 + l];
+    }
+    dbeta[ch] = float(sg);
+    dgamma[ch] = float(sgx);
+    k[ch] = gamma[ch] * invstd[ch];
+    mb[ch] = float(sg / count);
+    mg[ch] = float(sgx / count);
+  }
+  const int64_t blocks = c / 16;
+  const float* src = g ? g : dy;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n * blocks; t++) {
+    const int64_t o = t * inner * 16, blk = t % blocks * 16;
+    tileGradApply(src + o, x + o, dx + o, inner, k.data() + blk, mean + blk, invstd + blk, mb.data() + blk, mg.data() + blk);
+  }
+}
+
 /**
- * batchNormBackward(dy, x, gamma, mean, invstd, y|null, dx, dgamma, dbeta, dresidual|null, n, c, inner):
+ * batchNormTrain(x, gamma, beta, residual|null, y, mean, invstd, n, c, inner, eps, relu) over x [N, C, inner]
+ * in this backend's layout (nChw16c when C is a multiple of 16, see activation()):
+ * y = act(gamma·(x - mean)·invstd + beta + residual) with the batch statistics (biased variance), sums
+ * in float64.
+ */
+Napi::Value BatchNormTrain(const Napi::CallbackInfo& info) {
+  const float *x = floats(info[0]), *gamma = floats(info[1]), *beta = floats(info[2]), *residual = floats(info[3]);
+  float *y = floats(info[4]), *mean = floats(info[5]), *invstd = floats(info[6]);
+  const int64_t n = integer(info[7]), c = integer(info[8]), inner = integer(info[9]);
+  const double eps = info[10].As<Napi::Number>().DoubleValue();
+  const bool relu = flag(info[11]), blocked = flag(info[12]);
+  if (blocked) {
+    batchNormTrainBlocked(x, gamma, beta, residual, y, mean, invstd, n, c, inner, eps, relu);
+    return info.Env().Undefined();
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t ch = 0; ch < c; ch++) {
+    const int64_t o = ch * inner;
+    bnTrainChannel(x + o, residual ? residual + o : nullptr, y + o, gamma[ch], beta[ch], mean + ch, invstd + ch, n, c * inner,
+                   inner, eps, relu);
+  }
+  return info.Env().Undefined();
+}
+
+/**
+ * batchNormBackward(dy, x, gamma, mean, invstd, y|null, dx, dgamma, dbeta, dresidual|null, n, c, inner, blocked):
  * g = dy masked where y <= 0 (when y is given), dresidual = g; dbeta = Σ g, dgamma = Σ g·x̂,
  * dx = gamma·invstd·(g - dbeta/M - x̂·dgamma/M).
  */
@@ -483,12 +702,31 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
               *invstd = floats(info[4]), *y = floats(info[5]);
   float *dx = floats(info[6]), *dgamma = floats(info[7]), *dbeta = floats(info[8]), *dres = floats(info[9]);
   const int64_t n = integer(info[10]), c = integer(info[11]), inner = integer(info[12]);
+  if (flag(info[13])) {
+    batchNormBackwardBlocked(dy, x, gamma, mean, invstd, y, dx, dgamma, dbeta, dres, n, c, inner);
+    return info.Env().Undefined();
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t ch = 0; ch < c; ch++) {
     const int64_t o = ch * inner;
     bnBackwardChannel(dy + o, x + o, y ? y + o : nullptr, dx + o, dres ? dres + o : nullptr, gamma[ch], mean[ch], invstd[ch],
                       dgamma + ch, dbeta + ch, n, c * inner, inner);
   }
+  return info.Env().Undefined();
+}
+
+/**
+ * reorderActivation(src, dst, n, c, h, w, toBlocked): an activation from plain NCHW to nChw16c or back
+ * (C a multiple of 16), out of place.
+ */
+Napi::Value ReorderActivation(const Napi::CallbackInfo& info) {
+  const memory::dims d{integer(info[2]), integer(info[3]), integer(info[4]), integer(info[5])};
+  const bool toBlocked = flag(info[6]);
+  memory plain({d, dt::f32, tag::nchw}, cpu(), floats(toBlocked ? info[0] : info[1]));
+  memory blocked({d, dt::f32, tag::nChw16c}, cpu(), floats(toBlocked ? info[1] : info[0]));
+  if (toBlocked) reorder(plain, blocked).execute(queue(), plain, blocked);
+  else reorder(blocked, plain).execute(queue(), blocked, plain);
+  queue().wait();
   return info.Env().Undefined();
 }
 
@@ -553,6 +791,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sgemm", Napi::Function::New(env, guarded<Sgemm>));
   exports.Set("batchNormTrain", Napi::Function::New(env, guarded<BatchNormTrain>));
   exports.Set("batchNormBackward", Napi::Function::New(env, guarded<BatchNormBackward>));
+  exports.Set("reorderActivation", Napi::Function::New(env, guarded<ReorderActivation>));
   exports.Set("setThreads", Napi::Function::New(env, guarded<SetThreads>));
   exports.Set("info", Napi::Function::New(env, guarded<Info>));
   exports.Set("clearCaches", Napi::Function::New(env, guarded<ClearCaches>));

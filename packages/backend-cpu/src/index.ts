@@ -14,6 +14,7 @@ import { CpuMemory, type CpuStorage } from './memory.js';
 import { batchNormBackward, batchNormTrain, channelAffine } from './norm.js';
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dBackward } from './pool.js';
 import { argmax, reduce, topk } from './reduce.js';
+import { Layouts, withLayouts } from './blocked.js';
 import { loadOneDnn, NATIVE_HINT, type OneDnn } from './native.js';
 import { oneDnnKernels } from './onednn.js';
 import { sgdUpdate } from './sgd.js';
@@ -96,6 +97,8 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
     release: (data) => instance?.release(data),
   });
   const alloc = (spec: TensorSpec): CpuStorage => mem.alloc(spec.dtype, sizeOf(spec.shape));
+  // Under the native provider, activations stay in oneDNN's blocked layout between native ops.
+  const layouts = addon ? new Layouts(addon, mem) : null;
   const f32 = (v: TensorView<CpuStorage>) => v.storage.data as Float32Array;
   const i32 = (v: TensorView<CpuStorage>) => v.storage.data as Int32Array;
   /** Allocates the op's only output, lets `write` fill its array, and returns it. */
@@ -172,7 +175,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
       return [];
     },
     randomFill: (_, { dist, seed, counter, a, b }, [o]) => one(o, (y) => philoxFill(y, dist, seed, counter, a, b)),
-    ...(addon ? oneDnnKernels(addon, alloc) : {}),
+    ...(addon ? oneDnnKernels(addon, alloc, layouts!) : {}),
   } satisfies Kernels<CpuStorage>;
 
   /** y = act(y + bias[c] + residual) in place over y [N, C, ...]. */
@@ -187,6 +190,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
 
   const read = (s: CpuStorage, size: number, dtype: 'f32' | 'i32'): DataArray => {
     if (s.freed) throw new Error('cpu backend: reading a storage that was freed');
+    layouts?.plain(s);
     if (s.data.length !== size || (dtype === 'f32') !== (s.data instanceof Float32Array))
       throw new Error(`cpu backend: storage holds ${s.data.length} ${s.data instanceof Float32Array ? 'f32' : 'i32'} elements, asked for ${size} ${dtype}`);
     return s.data.slice();
@@ -209,7 +213,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
       instance = null;
       mem.clear();
     },
-    kernels,
+    kernels: layouts ? withLayouts(kernels, layouts) : kernels,
   };
 };
 

@@ -13,6 +13,11 @@ export interface CpuStorage {
   data: DataArray;
   /** Set by `free()`, so a second free is caught. */
   freed: boolean;
+  /**
+   * Set when the elements are in oneDNN's nChw16c order for these [N, C, H, W] (C a multiple of 16)
+   * rather than row-major: the native provider keeps activations so between its ops (src/blocked.ts).
+   */
+  blocked?: readonly [number, number, number, number];
 }
 
 /** Where large arrays can live instead of the JavaScript heap: the kernels' WebAssembly memory. */
@@ -66,6 +71,18 @@ export class CpuMemory {
     this.#liveBuffers++;
     this.#grew();
     return { data, freed: false };
+  }
+
+  /**
+   * Gives `s` a new array of the same size, filled by `fill` from the old one, which is then freed:
+   * how a storage changes layout in one pass, without a copy back.
+   */
+  replaceData(s: CpuStorage, fill: (fresh: DataArray, old: DataArray) => void): void {
+    const fresh = this.alloc(dtypeOf(s.data), s.data.length);
+    fill(fresh.data, s.data);
+    const old = { data: s.data, freed: false };
+    s.data = fresh.data;
+    this.free(old);
   }
 
   /** A new storage holding a copy of `data`. */

@@ -21,12 +21,15 @@ export interface OneDnn {
   ): void;
   batchNormTrain(
     x: Float32Array, gamma: Float32Array, beta: Float32Array, residual: Float32Array | null, y: Float32Array,
-    mean: Float32Array, invstd: Float32Array, n: number, c: number, inner: number, eps: number, relu: boolean,
+    mean: Float32Array, invstd: Float32Array, n: number, c: number, inner: number, eps: number, relu: boolean, blocked: boolean,
   ): void;
   batchNormBackward(
     dy: Float32Array, x: Float32Array, gamma: Float32Array, mean: Float32Array, invstd: Float32Array, y: Float32Array | null,
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, dresidual: Float32Array | null, n: number, c: number, inner: number,
+    blocked: boolean,
   ): void;
+  /** An activation [n, c, h, w] from row-major to nChw16c (toBlocked) or back, out of place. */
+  reorderActivation(src: Float32Array, dst: Float32Array, n: number, c: number, h: number, w: number, toBlocked: boolean): void;
   setThreads(n: number): void;
   info(): { version: string; isa: string; cachedWeightBytes: number };
   clearCaches(): void;

@@ -4,6 +4,7 @@
  * hands the addon the arrays themselves.
  */
 import { sizeOf, stridesOf, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
+import type { Layouts } from './blocked.js';
 import type { CpuStorage } from './memory.js';
 import { geometryArray, type OneDnn } from './native.js';
 import { broadcastStrides, forEachRun } from './strided.js';
@@ -16,37 +17,55 @@ const opt = (v: TensorView<CpuStorage> | undefined): Float32Array | null => (v ?
 /** N, C and the size of the trailing axes of an [N, C, ...] shape. */
 const channels = (shape: readonly number[]) => ({ n: shape[0], c: shape[1], inner: sizeOf(shape.slice(2)) });
 
-/** The native kernels over `addon`, allocating outputs with `alloc`. */
-export const oneDnnKernels = (addon: OneDnn, alloc: (spec: TensorSpec) => CpuStorage): Pick<Kernels<CpuStorage>, NativeOp> => {
-  const one = (spec: TensorSpec, write: (out: Float32Array) => void): CpuStorage[] => {
-    const s = alloc(spec);
+/**
+ * The native kernels over `addon`, allocating outputs with `alloc`. Activations (x, y, dy, dx,
+ * residuals) are put in the layout native ops take for their shape first (`layouts.native`), and
+ * outputs are made in it; weights and per-channel vectors are row-major.
+ */
+export const oneDnnKernels = (addon: OneDnn, alloc: (spec: TensorSpec) => CpuStorage, layouts: Layouts): Pick<Kernels<CpuStorage>, NativeOp> => {
+  /** An activation input, in the native layout. */
+  const act = (v: TensorView<CpuStorage>): Float32Array => (layouts.native(v), f32(v));
+  /** Any other input, row-major. */
+  const flat = (v: TensorView<CpuStorage>): Float32Array => (layouts.plain(v.storage), f32(v));
+  /** A new output in the native layout for its shape. */
+  const out = (spec: TensorSpec): CpuStorage => layouts.mark(alloc(spec), spec.shape);
+  const one = (s: CpuStorage, write: (out: Float32Array) => void): CpuStorage[] => {
     if (s.data.length > 0) write(s.data as Float32Array);
     return [s];
   };
+  /** Whether a batch-norm over `shape` runs on nChw16c (its x was put there). */
+  const blockedBn = (x: TensorView<CpuStorage>) => x.storage.blocked !== undefined;
   return {
-    conv2d: ({ x, w, bias, residual }, g, [o]) =>
-      one(o, (y) => addon.conv2dForward(f32(x), f32(w), w.version, opt(bias), opt(residual), y, geometryArray(g), g.relu ?? false)),
-    conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => addon.conv2dBackwardData(f32(dy), f32(w), w.version, dx, geometryArray(g))),
-    conv2dBackwardFilter: ({ x, dy }, g, [o]) =>
-      one(o, (dw) => (g.batch === 0 ? dw.fill(0) : addon.conv2dBackwardFilter(f32(x), f32(dy), dw, geometryArray(g)))),
+    conv2d: ({ x, w, bias, residual }, g, [o]) => {
+      const [xs, ws, b, r] = [act(x), flat(w), bias ? flat(bias) : null, residual ? act(residual) : null];
+      return one(out(o), (y) => addon.conv2dForward(xs, ws, w.version, b, r, y, geometryArray(g), g.relu ?? false));
+    },
+    conv2dBackwardData: ({ dy, w }, g, [o]) => {
+      const [d, ws] = [act(dy), flat(w)];
+      return one(out(o), (dx) => addon.conv2dBackwardData(d, ws, w.version, dx, geometryArray(g)));
+    },
+    conv2dBackwardFilter: ({ x, dy }, g, [o]) => {
+      const [xs, d] = [act(x), act(dy)];
+      return one(alloc(o), (dw) => (g.batch === 0 ? dw.fill(0) : addon.conv2dBackwardFilter(xs, d, dw, geometryArray(g))));
+    },
     batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu = false }, outs) => {
-      const storages = outs.map(alloc);
+      const [xs, r] = [act(x), residual ? act(residual) : null];
+      const storages = [out(outs[0]), alloc(outs[1]), alloc(outs[2])];
       const [y, mean, invstd] = storages.map((s) => s.data as Float32Array);
       const { n, c, inner } = channels(x.shape);
-      addon.batchNormTrain(f32(x), f32(gamma), f32(beta), opt(residual), y, mean, invstd, n, c, inner, eps, relu);
+      addon.batchNormTrain(xs, flat(gamma), flat(beta), r, y, mean, invstd, n, c, inner, eps, relu, blockedBn(x));
       return storages;
     },
     batchNormBackward: ({ dy, x, gamma, mean, invstd, y }, { relu = false }, outs) => {
-      const storages = outs.map(alloc);
+      const [d, xs, ys] = [act(dy), act(x), relu ? act(y!) : null];
+      const storages = outs.map((spec, i) => (i === 0 || i === 3 ? out(spec) : alloc(spec)));
       const [dx, dgamma, dbeta, dresidual] = storages.map((s) => s.data as Float32Array);
       const { n, c, inner } = channels(x.shape);
-      addon.batchNormBackward(
-        f32(dy), f32(x), f32(gamma), f32(mean), f32(invstd), relu ? f32(y!) : null, dx, dgamma, dbeta, dresidual ?? null, n, c, inner,
-      );
+      addon.batchNormBackward(d, xs, flat(gamma), flat(mean), flat(invstd), ys, dx, dgamma, dbeta, dresidual ?? null, n, c, inner, blockedBn(x));
       return storages;
     },
     matmul: ({ a, b }, { transA, transB }, [o]) =>
-      one(o, (out) => {
+      one(alloc(o), (out) => {
         const r = o.shape.length;
         const [m, n] = [o.shape[r - 2], o.shape[r - 1]];
         const k = transA ? a.shape[a.shape.length - 2] : a.shape[a.shape.length - 1];
