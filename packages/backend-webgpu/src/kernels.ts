@@ -53,10 +53,15 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
   const fixed = (storage: GpuStorage | Binding): Part => ({ storage, item: 0 });
   /** Bytes per item of a tensor of `size` elements split into `count` items. */
   const per = (size: number, count: number): number => (count === 0 ? 0 : (size / count) * 4);
-  /** A convolution of a batch (`x`) with a filter `w` bound whole, in chunks of images where too large. */
-  const perImage = (op: string, batch: number, x: Input, w: Input, o: TensorSpec, programOf: (n: number) => Program): GpuStorage => {
+  /** A tensor whose leading axis is the batch of `batch` images, split by images. */
+  const images = (t: Input, batch: number): Part => ({ storage: t.storage, item: per(t.size, batch) });
+  /**
+   * A convolution of a batch: the output and the `inputs` given as `images` split by images where too
+   * large, the others (a filter, a bias) bound whole in every chunk.
+   */
+  const perImage = (op: string, batch: number, inputs: readonly Part[], o: TensorSpec, programOf: (n: number) => Program): GpuStorage => {
     const y = alloc(o, op);
-    runItems(rt, op, batch, [{ storage: x.storage, item: per(x.size, batch) }, fixed(w.storage)], [{ storage: y, item: per(sizeOf(o.shape), batch) }], programOf);
+    runItems(rt, op, batch, inputs, [{ storage: y, item: per(sizeOf(o.shape), batch) }], programOf);
     return y;
   };
   /** A pooling op (forward or backward) over the planes of its inputs, in chunks of planes where too large. */
@@ -134,9 +139,14 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       } else rt.run(op, unsplit, [a.storage, b.storage], [y]);
       return [y];
     },
-    conv2d: ({ x, w }, g, [o]) => [perImage('conv2d', g.batch, x, w, o, (n) => conv2dProgram({ ...g, batch: n }, rt.gemmKernel))],
+    conv2d: ({ x, w, bias, residual }, { relu = false, ...g }, [o]) => {
+      // The epilogue's operands split with the op: the residual by images like y, the bias bound whole like w.
+      const inputs = [images(x, g.batch), fixed(w.storage), ...(bias ? [fixed(bias.storage)] : []), ...(residual ? [images(residual, g.batch)] : [])];
+      const epilogue = { bias: !!bias, residual: !!residual, relu };
+      return [perImage('conv2d', g.batch, inputs, o, (n) => conv2dProgram({ ...g, batch: n }, rt.gemmKernel, epilogue))];
+    },
     conv2dBackwardData: ({ dy, w }, g, [o]) => [
-      perImage('conv2dBackwardData', g.batch, dy, w, o, (n) => conv2dBackwardDataProgram({ ...g, batch: n }, rt.gemmKernel)),
+      perImage('conv2dBackwardData', g.batch, [images(dy, g.batch), fixed(w.storage)], o, (n) => conv2dBackwardDataProgram({ ...g, batch: n }, rt.gemmKernel)),
     ],
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => {
       const op = 'conv2dBackwardFilter';
@@ -231,7 +241,7 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
     reluBackward: ({ y, dy }, _, [o]) => {
       const dx = alloc(o, 'reluBackward');
       const inputs = [contiguous(y.shape), contiguous(dy.shape)].map(f32);
-      ew('reluBackward', { expr: 'select(0.0, v1, v0 > 0.0)', shape: y.shape, inputs, out: { type: 'f32' } }, [y.storage, dy.storage], dx);
+      ew('reluBackward', { expr: 'reluGrad(v0, v1)', shape: y.shape, inputs, out: { type: 'f32' } }, [y.storage, dy.storage], dx);
       return [dx];
     },
     channelAffine: ({ x, scale, shift }, _, [o]) => {
