@@ -180,7 +180,7 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
     maxPool2dBackward: ({ dy, x }, g, [o]) => [pool('maxPool2dBackward', g, [dy, x], o, (n) => pool2dBackwardProgram('max', n))],
     avgPool2d: ({ x }, g, [o]) => [pool('avgPool2d', g, [x], o, (n) => pool2dProgram('avg', n))],
     avgPool2dBackward: ({ dy }, g, [o]) => [pool('avgPool2dBackward', g, [dy], o, (n) => pool2dBackwardProgram('avg', n))],
-    batchNormTrain: ({ x, gamma, beta }, { eps }, [yo, mo, io]) => {
+    batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu = false }, [yo, mo, io]) => {
       const op = 'batchNormTrain';
       const [n, c] = x.shape;
       const inner = x.size / (n * c);
@@ -201,42 +201,52 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
         rt.run(op, batchNormFinishProgram('forward', chunks.length, c, n * inner, eps), [part, mean, gamma.storage], [invstd, scale]);
         rt.free(part);
       }
-      const ch = channelView(x.shape);
+      // The normalising pass applies the epilogue as it writes y: act((x - mean)·scale + beta + residual).
+      const [own, ch] = [contiguous(x.shape), channelView(x.shape)];
+      const affine = `(v0 - v1) * v2 + v3${residual ? ' + v4' : ''}`;
       ew(
         op,
-        { expr: '(v0 - v1) * v2 + v3', shape: x.shape, inputs: [contiguous(x.shape), ch, ch, ch].map(f32), out: { type: 'f32' } },
-        [x.storage, mean, scale, beta.storage],
+        { expr: relu ? `reluOf(${affine})` : affine, shape: x.shape, inputs: [own, ch, ch, ch, ...(residual ? [own] : [])].map(f32), out: { type: 'f32' } },
+        [x.storage, mean, scale, beta.storage, ...(residual ? [residual.storage] : [])],
         y,
       );
       rt.free(scale);
       return [y, mean, invstd];
     },
-    batchNormBackward: ({ dy, x, gamma, mean, invstd }, _, [dxo, go, bo]) => {
+    batchNormBackward: ({ dy, x, gamma, mean, invstd, y }, { relu = false, residual = false }, [dxo, go, bo, ro]) => {
       const op = 'batchNormBackward';
       const [n, c] = x.shape;
       const [dx, dgamma, dbeta, coef] = [alloc(dxo, op), alloc(go, op), alloc(bo, op), alloc({ shape: [3 * c], dtype: 'f32' }, op)];
+      // The residual's gradient (dy masked by the ReLU) is written by the statistics pass, which reads that masked dy anyway.
+      const dres = residual ? alloc(ro, op) : null;
+      const e = { relu, residual };
       const inner = x.size / (n * c);
-      const parts = [dy, x].map((t) => ({ storage: t.storage, item: per(t.size, n) }));
-      const chunks = chunksOf(rt, op, n, parts);
-      if (chunks.length === 1) rt.run(op, batchNormProgram('backward', n, c, inner), [dy, x, gamma, mean, invstd].map((t) => t.storage), [dgamma, dbeta, coef]);
-      else {
+      const masks = relu ? [y!] : [];
+      const parts = [dy, x].map((t) => images(t, n));
+      const [maskParts, dresParts] = [masks.map((t) => images(t, n)), dres ? [{ storage: dres, item: per(x.size, n) }] : []];
+      const chunks = chunksOf(rt, op, n, [...parts, ...maskParts, ...dresParts]);
+      if (chunks.length === 1) {
+        rt.run(op, batchNormProgram('backward', n, c, inner, 0, e), [dy, x, gamma, mean, invstd, ...masks].map((t) => t.storage), [dgamma, dbeta, coef, ...(dres ? [dres] : [])]);
+      } else {
         const part = alloc({ shape: [chunks.length, 2, c], dtype: 'f32' }, op);
         chunks.forEach(({ first, n: m }, j) =>
-          runChunk(rt, op, batchNormPartialProgram('grad', m, c, inner, j), [...parts, fixed(mean.storage)], [fixed(part)], first, m),
+          runChunk(rt, op, batchNormPartialProgram('grad', m, c, inner, j, e), [...parts, fixed(mean.storage), ...maskParts], [fixed(part), ...dresParts], first, m),
         );
         rt.run(op, batchNormFinishProgram('backward', chunks.length, c, n * inner), [part, gamma.storage, invstd.storage], [dgamma, dbeta, coef]);
         rt.free(part);
       }
+      // dx from the masked dy: dres where it was written, else dy masked here by y (or dy itself without a ReLU).
+      const masked = relu && !dres;
       const own = contiguous(x.shape);
-      const views = [own, own, channelView(x.shape), channelView(x.shape, c), channelView(x.shape), channelView(x.shape, 2 * c)];
+      const views = [own, own, channelView(x.shape), channelView(x.shape, c), channelView(x.shape), channelView(x.shape, 2 * c), ...(masked ? [own] : [])];
       ew(
         op,
-        { expr: 'v0 * v2 + v3 * (v1 - v4) + v5', shape: x.shape, inputs: views.map(f32), out: { type: 'f32' } },
-        [dy.storage, x.storage, coef, coef, mean.storage, coef],
+        { expr: `${masked ? 'reluGrad(v6, v0)' : 'v0'} * v2 + v3 * (v1 - v4) + v5`, shape: x.shape, inputs: views.map(f32), out: { type: 'f32' } },
+        [relu && dres ? dres : dy.storage, x.storage, coef, coef, mean.storage, coef, ...(masked ? [y!.storage] : [])],
         dx,
       );
       rt.free(coef);
-      return [dx, dgamma, dbeta];
+      return dres ? [dx, dgamma, dbeta, dres] : [dx, dgamma, dbeta];
     },
     reluBackward: ({ y, dy }, _, [o]) => {
       const dx = alloc(o, 'reluBackward');
