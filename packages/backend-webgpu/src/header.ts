@@ -102,6 +102,10 @@ const scalarHelpers = (t: WgslScalar): string => {
 // NaN is tested on the bits: a driver's fast-math may fold \`v != v\` to false.
 fn isNanF(v: f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
 fn isNan(v: T) -> bool { return ${f ? 'isNanF(v)' : 'false'}; }
+// ReLU as the reference has it (\`v > 0 ? v : 0\`, so NaN maps to 0), and its gradient: dy where the
+// output y passed. relu, reluBackward and the fused epilogues of conv2d and batch-norm all use these.
+fn reluOf(v: f32) -> f32 { return select(0.0, v, v > 0.0); }
+fn reluGrad(y: f32, dy: f32) -> f32 { return select(0.0, dy, y > 0.0); }
 // Built outside const-expressions, where NaN and infinity are compile errors.
 fn nan() -> f32 { var bits = 0x7fc00000u; return bitcast<f32>(bits); }
 fn lowest() -> T { var bits = ${f ? '0xff800000u' : '0x80000000u'}; return bitcast<T>(bits); }

@@ -53,10 +53,15 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
   const fixed = (storage: GpuStorage | Binding): Part => ({ storage, item: 0 });
   /** Bytes per item of a tensor of `size` elements split into `count` items. */
   const per = (size: number, count: number): number => (count === 0 ? 0 : (size / count) * 4);
-  /** A convolution of a batch (`x`) with a filter `w` bound whole, in chunks of images where too large. */
-  const perImage = (op: string, batch: number, x: Input, w: Input, o: TensorSpec, programOf: (n: number) => Program): GpuStorage => {
+  /** A tensor whose leading axis is the batch of `batch` images, split by images. */
+  const images = (t: Input, batch: number): Part => ({ storage: t.storage, item: per(t.size, batch) });
+  /**
+   * A convolution of a batch: the output and the `inputs` given as `images` split by images where too
+   * large, the others (a filter, a bias) bound whole in every chunk.
+   */
+  const perImage = (op: string, batch: number, inputs: readonly Part[], o: TensorSpec, programOf: (n: number) => Program): GpuStorage => {
     const y = alloc(o, op);
-    runItems(rt, op, batch, [{ storage: x.storage, item: per(x.size, batch) }, fixed(w.storage)], [{ storage: y, item: per(sizeOf(o.shape), batch) }], programOf);
+    runItems(rt, op, batch, inputs, [{ storage: y, item: per(sizeOf(o.shape), batch) }], programOf);
     return y;
   };
   /** A pooling op (forward or backward) over the planes of its inputs, in chunks of planes where too large. */
@@ -134,9 +139,14 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       } else rt.run(op, unsplit, [a.storage, b.storage], [y]);
       return [y];
     },
-    conv2d: ({ x, w }, g, [o]) => [perImage('conv2d', g.batch, x, w, o, (n) => conv2dProgram({ ...g, batch: n }, rt.gemmKernel))],
+    conv2d: ({ x, w, bias, residual }, { relu = false, ...g }, [o]) => {
+      // The epilogue's operands split with the op: the residual by images like y, the bias bound whole like w.
+      const inputs = [images(x, g.batch), fixed(w.storage), ...(bias ? [fixed(bias.storage)] : []), ...(residual ? [images(residual, g.batch)] : [])];
+      const epilogue = { bias: !!bias, residual: !!residual, relu };
+      return [perImage('conv2d', g.batch, inputs, o, (n) => conv2dProgram({ ...g, batch: n }, rt.gemmKernel, epilogue))];
+    },
     conv2dBackwardData: ({ dy, w }, g, [o]) => [
-      perImage('conv2dBackwardData', g.batch, dy, w, o, (n) => conv2dBackwardDataProgram({ ...g, batch: n }, rt.gemmKernel)),
+      perImage('conv2dBackwardData', g.batch, [images(dy, g.batch), fixed(w.storage)], o, (n) => conv2dBackwardDataProgram({ ...g, batch: n }, rt.gemmKernel)),
     ],
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => {
       const op = 'conv2dBackwardFilter';
@@ -170,7 +180,7 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
     maxPool2dBackward: ({ dy, x }, g, [o]) => [pool('maxPool2dBackward', g, [dy, x], o, (n) => pool2dBackwardProgram('max', n))],
     avgPool2d: ({ x }, g, [o]) => [pool('avgPool2d', g, [x], o, (n) => pool2dProgram('avg', n))],
     avgPool2dBackward: ({ dy }, g, [o]) => [pool('avgPool2dBackward', g, [dy], o, (n) => pool2dBackwardProgram('avg', n))],
-    batchNormTrain: ({ x, gamma, beta }, { eps }, [yo, mo, io]) => {
+    batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu = false }, [yo, mo, io]) => {
       const op = 'batchNormTrain';
       const [n, c] = x.shape;
       const inner = x.size / (n * c);
@@ -191,47 +201,57 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
         rt.run(op, batchNormFinishProgram('forward', chunks.length, c, n * inner, eps), [part, mean, gamma.storage], [invstd, scale]);
         rt.free(part);
       }
-      const ch = channelView(x.shape);
+      // The normalising pass applies the epilogue as it writes y: act((x - mean)·scale + beta + residual).
+      const [own, ch] = [contiguous(x.shape), channelView(x.shape)];
+      const affine = `(v0 - v1) * v2 + v3${residual ? ' + v4' : ''}`;
       ew(
         op,
-        { expr: '(v0 - v1) * v2 + v3', shape: x.shape, inputs: [contiguous(x.shape), ch, ch, ch].map(f32), out: { type: 'f32' } },
-        [x.storage, mean, scale, beta.storage],
+        { expr: relu ? `reluOf(${affine})` : affine, shape: x.shape, inputs: [own, ch, ch, ch, ...(residual ? [own] : [])].map(f32), out: { type: 'f32' } },
+        [x.storage, mean, scale, beta.storage, ...(residual ? [residual.storage] : [])],
         y,
       );
       rt.free(scale);
       return [y, mean, invstd];
     },
-    batchNormBackward: ({ dy, x, gamma, mean, invstd }, _, [dxo, go, bo]) => {
+    batchNormBackward: ({ dy, x, gamma, mean, invstd, y }, { relu = false, residual = false }, [dxo, go, bo, ro]) => {
       const op = 'batchNormBackward';
       const [n, c] = x.shape;
       const [dx, dgamma, dbeta, coef] = [alloc(dxo, op), alloc(go, op), alloc(bo, op), alloc({ shape: [3 * c], dtype: 'f32' }, op)];
+      // The residual's gradient (dy masked by the ReLU) is written by the statistics pass, which reads that masked dy anyway.
+      const dres = residual ? alloc(ro, op) : null;
+      const e = { relu, residual };
       const inner = x.size / (n * c);
-      const parts = [dy, x].map((t) => ({ storage: t.storage, item: per(t.size, n) }));
-      const chunks = chunksOf(rt, op, n, parts);
-      if (chunks.length === 1) rt.run(op, batchNormProgram('backward', n, c, inner), [dy, x, gamma, mean, invstd].map((t) => t.storage), [dgamma, dbeta, coef]);
-      else {
+      const masks = relu ? [y!] : [];
+      const parts = [dy, x].map((t) => images(t, n));
+      const [maskParts, dresParts] = [masks.map((t) => images(t, n)), dres ? [{ storage: dres, item: per(x.size, n) }] : []];
+      const chunks = chunksOf(rt, op, n, [...parts, ...maskParts, ...dresParts]);
+      if (chunks.length === 1) {
+        rt.run(op, batchNormProgram('backward', n, c, inner, 0, e), [dy, x, gamma, mean, invstd, ...masks].map((t) => t.storage), [dgamma, dbeta, coef, ...(dres ? [dres] : [])]);
+      } else {
         const part = alloc({ shape: [chunks.length, 2, c], dtype: 'f32' }, op);
         chunks.forEach(({ first, n: m }, j) =>
-          runChunk(rt, op, batchNormPartialProgram('grad', m, c, inner, j), [...parts, fixed(mean.storage)], [fixed(part)], first, m),
+          runChunk(rt, op, batchNormPartialProgram('grad', m, c, inner, j, e), [...parts, fixed(mean.storage), ...maskParts], [fixed(part), ...dresParts], first, m),
         );
         rt.run(op, batchNormFinishProgram('backward', chunks.length, c, n * inner), [part, gamma.storage, invstd.storage], [dgamma, dbeta, coef]);
         rt.free(part);
       }
+      // dx from the masked dy: dres where it was written, else dy masked here by y (or dy itself without a ReLU).
+      const masked = relu && !dres;
       const own = contiguous(x.shape);
-      const views = [own, own, channelView(x.shape), channelView(x.shape, c), channelView(x.shape), channelView(x.shape, 2 * c)];
+      const views = [own, own, channelView(x.shape), channelView(x.shape, c), channelView(x.shape), channelView(x.shape, 2 * c), ...(masked ? [own] : [])];
       ew(
         op,
-        { expr: 'v0 * v2 + v3 * (v1 - v4) + v5', shape: x.shape, inputs: views.map(f32), out: { type: 'f32' } },
-        [dy.storage, x.storage, coef, coef, mean.storage, coef],
+        { expr: `${masked ? 'reluGrad(v6, v0)' : 'v0'} * v2 + v3 * (v1 - v4) + v5`, shape: x.shape, inputs: views.map(f32), out: { type: 'f32' } },
+        [relu && dres ? dres : dy.storage, x.storage, coef, coef, mean.storage, coef, ...(masked ? [y!.storage] : [])],
         dx,
       );
       rt.free(coef);
-      return [dx, dgamma, dbeta];
+      return dres ? [dx, dgamma, dbeta, dres] : [dx, dgamma, dbeta];
     },
     reluBackward: ({ y, dy }, _, [o]) => {
       const dx = alloc(o, 'reluBackward');
       const inputs = [contiguous(y.shape), contiguous(dy.shape)].map(f32);
-      ew('reluBackward', { expr: 'select(0.0, v1, v0 > 0.0)', shape: y.shape, inputs, out: { type: 'f32' } }, [y.storage, dy.storage], dx);
+      ew('reluBackward', { expr: 'reluGrad(v0, v1)', shape: y.shape, inputs, out: { type: 'f32' } }, [y.storage, dy.storage], dx);
       return [dx];
     },
     channelAffine: ({ x, scale, shift }, _, [o]) => {

@@ -151,6 +151,13 @@ describe.skipIf(!split)(`ops past a binding limit of ${SMALL} bytes match the un
     'conv2dBackwardData, unaligned images': () => runOp('conv2dBackwardData', { dy: data([12, 8, 5, 7], 3), w: w() }, unaligned)[0],
   }));
 
+  it('conv2d with its fused epilogue splits the residual by images with y and binds the bias whole', exact({
+    'bias+residual+relu': () => runOp('conv2d', { x: data([5, 4, 8, 8]), w: w(), bias: data([8], 4), residual: data([5, 8, 8, 8], 5) }, { ...conv, relu: true })[0],
+    'residual+relu, stride 2': () => runOp('conv2d', { x: data([5, 4, 8, 8]), w: w(), residual: data([5, 8, 4, 4], 5) }, { ...strided, relu: true })[0],
+    'bias+residual+relu, unaligned images': () =>
+      runOp('conv2d', { x: data([12, 4, 5, 7]), w: w(), bias: data([8], 4), residual: data([12, 8, 5, 7], 5) }, { ...unaligned, relu: true })[0],
+  }));
+
   it('conv2d filter gradient adds the chunks of the batch', close({
     conv2dBackwardFilter: () => runOp('conv2dBackwardFilter', { x: data([5, 4, 8, 8]), dy: data([5, 8, 8, 8], 3) }, conv)[0],
     'conv2dBackwardFilter, stride 2': () => runOp('conv2dBackwardFilter', { x: data([5, 4, 8, 8]), dy: data([5, 8, 4, 4], 3) }, strided)[0],
@@ -181,6 +188,25 @@ describe.skipIf(!split)(`ops past a binding limit of ${SMALL} bytes match the un
       },
       1e-5,
     )();
+  });
+
+  it("batch-norm's fused epilogue splits the residual, the forward's output and the residual's gradient by images", () => {
+    // 1 KiB images chunk at aligned offsets; 560-byte ones go through scratch copies (dres, an output, copied back).
+    const epilogueCases = (shape: number[], label: string): Cases => {
+      const [x, gamma, beta] = [() => data(shape), () => data([shape[1]], 2), () => data([shape[1]], 3)];
+      // y, the forward's output that masks dy, is fixed data (with exact zeros), so the mask is the same split or not.
+      const backward = (relu: boolean, residual: boolean) => () => {
+        const { mean: m, invstd } = batchNormTrain(x(), gamma(), beta(), 1e-5);
+        return runOp('batchNormBackward', { dy: data(shape, 4), x: x(), gamma: gamma(), mean: m, invstd, y: data(shape, 6) }, { relu, residual });
+      };
+      return {
+        [`batchNormTrain, residual+relu${label}`]: () => Object.values(batchNormTrain(x(), gamma(), beta(), 1e-5, { residual: data(shape, 5), relu: true })),
+        [`batchNormBackward, relu${label}`]: backward(true, false),
+        [`batchNormBackward, residual${label}`]: backward(false, true),
+        [`batchNormBackward, relu+residual${label}`]: backward(true, true),
+      };
+    };
+    return close({ ...epilogueCases([6, 4, 8, 8], ''), ...epilogueCases([12, 4, 5, 7], ', unaligned images') }, 1e-5)();
   });
 
   it('the SGD step and random fills by elements', () => {
@@ -233,6 +259,23 @@ const UNSPLITTABLE: Record<string, string> = {
     ),
   ),
   'conv2dBackwardFilter/3x3 odd sizes x[3,10,9,7] w[9,10,3,3] s1 p1 d1 g1': 'its [3, 832] partial sums over the images exceed 4 KiB',
+  ...Object.fromEntries(
+    [
+      'resnet 3x3 x[2,16,32,32] w[16,16,3,3] s1 p1 g1', 'resnet 3x3 8x8 x[2,32,8,8] w[32,32,3,3] s1 p1 g1',
+      'resnet 3x3 strided x[2,16,9,9] w[32,16,3,3] s2 p1 g1', 'projection 1x1 x[2,16,9,9] w[32,16,1,1] s2 p0 g1',
+      'bottleneck 1x1 x[1,64,7,7] w[256,64,1,1] s1 p0 g1', 'stem 7x7 x[1,3,33,33] w[16,3,7,7] s2 p3 g1',
+    ].flatMap((c) =>
+      ['bias', 'residual', 'relu', 'bias+relu', 'residual+relu', 'bias+residual+relu'].map((e) => [`conv2d/epilogue ${e} ${c}`, 'one image of the input exceeds 4 KiB']),
+    ),
+  ),
+  ...Object.fromEntries(
+    ['relu', 'residual', 'residual+relu'].flatMap((e) => [
+      [`batchNormTrain/${e} large [8,16,16,16] eps 0.00001`, 'one image is 16 KiB'],
+      [`batchNormTrain/${e} CIFAR layer [4,32,16,16] eps 0.00001`, 'one image is 32 KiB'],
+      [`batchNormBackward/${e} [8,16,16,16]`, 'one image is 16 KiB'],
+      [`batchNormBackward/${e} [4,32,16,16]`, 'one image is 32 KiB'],
+    ]),
+  ),
 };
 
 const kit = whole && (await openTestBackend({ maxBindingBytes: SMALL }));

@@ -1,14 +1,36 @@
 /**
  * Batch-norm's per-channel statistics, a workgroup per channel, reduced in shared memory. The
- * elementwise part (normalising, or the input gradient) is then one elementwise map whose
- * per-channel coefficients this program writes to `coef`.
+ * elementwise part (normalising, with the forward's fused residual and ReLU, or the input gradient)
+ * is then one elementwise map whose per-channel coefficients this program writes to `coef`.
  *
  * forward:  mean, invstd = 1/sqrt(biased var + eps) (two passes: the mean, then squares about it),
  *           coef = gamma·invstd, so y = (x - mean)·coef + beta.
  * backward: dbeta = Σ dy, dgamma = invstd·Σ dy·(x - mean), and coef = [a, b, c] with
  *           dx = a·dy + b·(x - mean) + c, a = gamma·invstd, b = -a·invstd·dgamma/M, c = -a·dbeta/M.
+ *
+ * The backward of the fused epilogue (y = relu(gamma·x̂ + beta + residual)) happens in the same walk:
+ * dy is masked by the forward's output `y` as it is read, and where the forward added a residual
+ * that masked dy, the residual's gradient, is written to `dres` as it goes by.
  */
 import type { Program, UniformField } from '../header.js';
+
+/** The epilogue the forward applied, as the backward sees it: a ReLU to undo, a residual whose gradient to write. */
+export interface BatchNormEpilogue {
+  readonly relu: boolean;
+  readonly residual: boolean;
+}
+
+const PLAIN: BatchNormEpilogue = { relu: false, residual: false };
+
+/** Bindings the epilogue adds to a backward pass: the forward's output read, the residual's gradient written. */
+const epilogueBindings = (e: BatchNormEpilogue) => ({
+  inputs: e.relu ? [{ name: 'y', type: 'f32' as const }] : [],
+  outputs: e.residual ? [{ name: 'dres', type: 'f32' as const }] : [],
+});
+
+/** WGSL binding `g`, the gradient at the affine map's output for element i: dy masked where relu, stored to dres where residual. */
+const gradAt = (e: BatchNormEpilogue): string =>
+  `let g = ${e.relu ? 'reluGrad(y[i], dy[i])' : 'dy[i]'};${e.residual ? '\n      dres[i] = g;' : ''}`;
 
 const WG = 256;
 
@@ -54,17 +76,23 @@ const uniformsOf = (values: Record<string, number>, eps = 0): UniformField[] => 
   { name: 'eps', type: 'f32', value: eps },
 ];
 
-/** The statistics program over x [N, C, ...] viewed as [batch, channels, inner]. */
-export const batchNormProgram = (mode: 'forward' | 'backward', batch: number, channels: number, inner: number, eps = 0): Program => {
+/**
+ * The statistics program over x [N, C, ...] viewed as [batch, channels, inner]; backward, with the
+ * forward's epilogue `e` (inputs dy, x, gamma, mean, invstd, then y where relu; outputs dgamma,
+ * dbeta, coef, then dres where residual).
+ */
+export const batchNormProgram = (mode: 'forward' | 'backward', batch: number, channels: number, inner: number, eps = 0, e = PLAIN): Program => {
   const forward = mode === 'forward';
+  const extra = epilogueBindings(forward ? PLAIN : e);
   return {
-    shaderKey: `batchNorm|${mode}`,
+    shaderKey: `batchNorm|${mode}${forward ? '' : `|${e.relu}|${e.residual}`}`,
     workgroupSize: WG,
     dispatch: channels,
-    inputs: forward
-      ? [{ name: 'x', type: 'f32' }, { name: 'gamma', type: 'f32' }]
-      : ['dy', 'x', 'gamma', 'mean', 'invstd'].map((name) => ({ name, type: 'f32' as const })),
-    outputs: (forward ? ['meanOut', 'invstdOut', 'coef'] : ['dgamma', 'dbeta', 'coef']).map((name) => ({ name, type: 'f32' as const })),
+    inputs: [
+      ...(forward ? ['x', 'gamma'] : ['dy', 'x', 'gamma', 'mean', 'invstd']).map((name) => ({ name, type: 'f32' as const })),
+      ...extra.inputs,
+    ],
+    outputs: [...(forward ? ['meanOut', 'invstdOut', 'coef'] : ['dgamma', 'dbeta', 'coef']).map((name) => ({ name, type: 'f32' as const })), ...extra.outputs],
     uniforms: uniformsOf({ batch, channels, inner, count: batch * inner }, eps),
     groupReductions: true,
     code: () => `fn run(group: u32, lid: u32) {
@@ -86,8 +114,9 @@ ${
     : `  let mu = mean[c];
   var sdy = 0.0;
   var sdyx = 0.0;
-  ${walk(`sdy += dy[i];
-      sdyx += dy[i] * (x[i] - mu);`)}
+  ${walk(`${gradAt(e)}
+      sdy += g;
+      sdyx += g * (x[i] - mu);`)}
   let db = groupSum(sdy, lid);
   let dxm = groupSum(sdyx, lid);
   if (lid == 0u) {
@@ -101,15 +130,21 @@ ${
 /**
  * For a batch too large to bind at once, the statistics in parts: per chunk of the batch, the
  * per-channel sums one pass needs ('sum': Σ x; 'sqdev': Σ (x - mean)²; 'grad': Σ dy and
- * Σ dy·(x - mean)), written to row `slot` of `part` [chunks, sums, C]; `batchNormFinishProgram`
- * then adds the rows up.
+ * Σ dy·(x - mean), dy masked and dres written as `e` says), written to row `slot` of `part`
+ * [chunks, sums, C]; `batchNormFinishProgram` then adds the rows up. Inputs: x, mean, or dy, x, mean
+ * (then y where relu); outputs: part (then dres where residual).
  */
-export const batchNormPartialProgram = (kind: 'sum' | 'sqdev' | 'grad', batch: number, channels: number, inner: number, slot: number): Program => ({
-  shaderKey: `batchNorm|partial|${kind}`,
+export const batchNormPartialProgram = (
+  kind: 'sum' | 'sqdev' | 'grad', batch: number, channels: number, inner: number, slot: number, e = PLAIN,
+): Program => ({
+  shaderKey: `batchNorm|partial|${kind}${kind === 'grad' ? `|${e.relu}|${e.residual}` : ''}`,
   workgroupSize: WG,
   dispatch: channels,
-  inputs: (kind === 'sum' ? ['x'] : kind === 'sqdev' ? ['x', 'mean'] : ['dy', 'x', 'mean']).map((name) => ({ name, type: 'f32' as const })),
-  outputs: [{ name: 'part', type: 'f32' }],
+  inputs: [
+    ...(kind === 'sum' ? ['x'] : kind === 'sqdev' ? ['x', 'mean'] : ['dy', 'x', 'mean']).map((name) => ({ name, type: 'f32' as const })),
+    ...epilogueBindings(kind === 'grad' ? e : PLAIN).inputs,
+  ],
+  outputs: [{ name: 'part', type: 'f32' }, ...epilogueBindings(kind === 'grad' ? e : PLAIN).outputs],
   uniforms: uniformsOf({ batch, channels, inner, slot }),
   groupReductions: true,
   code: () => `fn run(group: u32, lid: u32) {
@@ -119,8 +154,9 @@ ${
     ? `  let mu = mean[c];
   var s0 = 0.0;
   var s1 = 0.0;
-  ${walk(`s0 += dy[i];
-      s1 += dy[i] * (x[i] - mu);`)}
+  ${walk(`${gradAt(e)}
+      s0 += g;
+      s1 += g * (x[i] - mu);`)}
   let t0 = groupSum(s0, lid);
   let t1 = groupSum(s1, lid);
   if (lid == 0u) {

@@ -2,6 +2,10 @@
  * conv2d forward as implicit GEMM: rows are the output channels of one group, columns the output
  * pixels (n, oh, ow), depth the (c, r, s) taps; the skeleton's batch index is the group. Channels
  * as rows keep the pixels, the long side, on the lanes, where consecutive columns store contiguously.
+ *
+ * The fused epilogue (bias per output channel, a residual of the output's shape, a ReLU) is applied
+ * in `storeC`, where each sum is final (the forward never splits its depth), so both GEMM kernels
+ * get it and the output is written once.
  */
 import type { Conv2dGeometry } from '@residual/core';
 import type { Program, UniformField } from '../header.js';
@@ -40,11 +44,21 @@ fn tap(p: Pixel, t: Tap) -> f32 {
   return x[p.img * u.inC * u.inH * u.inW + t.off + u32(ih) * u.inW + u32(iw)];
 }`;
 
-/** The program of conv2d(x, w) with geometry g on `kernel`. */
-export const conv2dProgram = (g: Conv2dGeometry, kernel: GemmKernel): Program =>
-  gemmProgram(
+/** What conv2d adds to each output before storing it: which of bias[k], residual, then a ReLU. */
+export interface ConvEpilogue {
+  readonly bias: boolean;
+  readonly residual: boolean;
+  readonly relu: boolean;
+}
+
+const PLAIN: ConvEpilogue = { bias: false, residual: false, relu: false };
+
+/** The program of act(conv2d(x, w) + bias + residual) with geometry g on `kernel`; inputs x, w, then bias and residual where given. */
+export const conv2dProgram = (g: Conv2dGeometry, kernel: GemmKernel, e: ConvEpilogue = PLAIN): Program => {
+  const sum = ['v', ...(e.bias ? ['bias[g * u.kg + m]'] : []), ...(e.residual ? ['residual[at]'] : [])].join(' + ');
+  return gemmProgram(
     {
-      key: 'conv2d',
+      key: `conv2d|${e.bias}|${e.residual}|${e.relu}`,
       batch: g.groups,
       rows: g.outChannels / g.groups,
       cols: g.batch * g.outH * g.outW,
@@ -52,6 +66,8 @@ export const conv2dProgram = (g: Conv2dGeometry, kernel: GemmKernel): Program =>
       inputs: [
         { name: 'x', type: 'f32' },
         { name: 'w', type: 'f32' },
+        ...(e.bias ? [{ name: 'bias', type: 'f32' as const }] : []),
+        ...(e.residual ? [{ name: 'residual', type: 'f32' as const }] : []),
       ],
       output: { name: 'y', type: 'f32' },
       uniforms: convUniforms(g),
@@ -62,9 +78,13 @@ fn depOf(g: u32, k: u32) -> Tap { return tapOf(g, k); }
 fn colOf(g: u32, p: u32) -> Pixel { return pixelOf(p); }
 fn loadA(g: u32, m: u32, t: Tap) -> f32 { return w[(g * u.kg + m) * u.depth + t.k]; }
 fn loadB(g: u32, t: Tap, p: Pixel) -> f32 { return tap(p, t); }
-fn storeC(g: u32, m: u32, p: Pixel, v: f32) { y[(p.img * u.outC + g * u.kg + m) * u.outH * u.outW + p.at] = v; }`,
+fn storeC(g: u32, m: u32, p: Pixel, v: f32) {
+  let at = (p.img * u.outC + g * u.kg + m) * u.outH * u.outW + p.at;
+  y[at] = ${e.relu ? `reluOf(${sum})` : sum};
+}`,
       aRuns: 'k',
       bRuns: 'n',
     },
     kernel,
   );
+};

@@ -211,7 +211,7 @@ export const elementwisePieces = (spec: ElementwiseSpec, limit: number, align: n
 export const UNARY_EXPR = {
   f32: {
     neg: '-v0', abs: 'abs(v0)', exp: 'exp(v0)', log: 'select(log(v0), nan(), v0 < 0.0)', sqrt: 'select(sqrt(v0), nan(), v0 < 0.0)',
-    rsqrt: '1.0 / sqrt(v0)', reciprocal: '1.0 / v0', square: 'v0 * v0', relu: 'select(0.0, v0, v0 > 0.0)',
+    rsqrt: '1.0 / sqrt(v0)', reciprocal: '1.0 / v0', square: 'v0 * v0', relu: 'reluOf(v0)',
     sigmoid: 'sigmoidOf(v0)', tanh: 'tanhOf(v0)', sign: 'sign(v0)', floor: 'floor(v0)', ceil: 'ceil(v0)',
   },
   i32: { neg: '-v0', abs: 'abs(v0)', square: 'v0 * v0', relu: 'max(v0, 0i)', sign: 'sign(v0)' },
