@@ -4,6 +4,7 @@ python3 peer.py --threads N --bench NAME [--batch B] [--size S] [--steps K]
 """
 import argparse
 import json
+import resource
 import sys
 import time
 from importlib import import_module
@@ -83,7 +84,9 @@ def main():
         value, unit = infer50(a.batch, a.steps)
     else:
         value, unit = gemm(a.size, a.steps)
-    print(json.dumps({"value": value, "unit": unit, "peer": f"PyTorch {torch.__version__}"}))
+    # ru_maxrss is in KiB on Linux: the process's peak resident memory, interpreter included.
+    peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps({"value": value, "unit": unit, "peer": f"PyTorch {torch.__version__}", "peakRssMB": peak}))
 
 
 main()
