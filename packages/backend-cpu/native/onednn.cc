@@ -9,6 +9,7 @@
 // in-place write, so inference reorders each weight once and a cache entry is never stale.
 // Primitives are cached by shape. Threads: oneDNN's OpenMP pool, also used by the kernels here.
 #include <napi.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -204,7 +205,9 @@ algorithm algorithmFor(const Geometry& g, int pass) {
 convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bias, bool residual, bool relu, algorithm alg,
                                                  prop_kind prop, bool ownLayouts = true) {
   // The operands' own layouts first, so nothing is reordered; any layout if no kernel takes those.
-  const memory::desc src = ownLayouts ? activation(g.src()) : memory::desc(g.src(), dt::f32, tag::any);
+  // A plain input (few channels: the stem's image) is left to the kernel's choice and reordered on the
+  // way in: oneDNN's stem kernel takes 7x7/2 over 3 channels 4x faster from its own layout than from NCHW.
+  const memory::desc src = ownLayouts && g.c % 16 == 0 ? activation(g.src()) : memory::desc(g.src(), dt::f32, tag::any);
   const memory::desc dst = ownLayouts ? activation(g.dst()) : memory::desc(g.dst(), dt::f32, tag::any);
   const memory::desc w(g.weights(), dt::f32, tag::any);
   const memory::desc b = bias ? memory::desc({g.k}, dt::f32, tag::x) : memory::desc();
@@ -381,57 +384,46 @@ Napi::Value Sgemm(const Napi::CallbackInfo& info) {
 // Over x [N, C, HW...]: threads split the channels; sums in float64. Written for the compiler's
 // vectorizer (`omp simd` reductions), compiled for AVX-512 and AVX2 with a plain fallback.
 
-#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 
 /** max(v, 0) with NaN to 0, as the op interface's ReLU. */
 inline float relu0(float v) { return v > 0.f ? v : 0.f; }
 
-// Eight floats and eight doubles as GCC/Clang vectors: each clone above compiles them to its own
-// instructions (one zmm of doubles under AVX-512, two ymm under AVX2), with no fast-math needed.
-typedef float f8 __attribute__((vector_size(32)));
-typedef double d8 __attribute__((vector_size(64)));
-inline f8 load8(const float* p) {
-  f8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline double total(d8 v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
-
-/** Σ (x - shift) and Σ (x - shift)² over n floats, in float64. */
+/**
+ * Σ (x - shift) and Σ (x - shift)² over n floats, in float64: eight independent lanes, so the
+ * compiler vectorizes it without fast-math (and the sums do not depend on the instruction set).
+ */
 __attribute__((always_inline)) inline void moments(const float* x, int64_t n, float shift, double& s1, double& s2) {
-  d8 a = {}, b = {};
+  double a[8] = {}, b[8] = {};
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const d8 d = __builtin_convertvector(load8(x + j) - shift, d8);
-    a += d;
-    b += d * d;
-  }
-  double ta = total(a), tb = total(b);
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) {
+      const double d = double(x[j + l] - shift);
+      a[l] += d;
+      b[l] += d * d;
+    }
   for (; j < n; j++) {
     const double d = double(x[j] - shift);
-    ta += d;
-    tb += d * d;
+    a[0] += d;
+    b[0] += d * d;
   }
-  s1 += ta;
-  s2 += tb;
+  for (int l = 0; l < 8; l++) s1 += a[l], s2 += b[l];
 }
 
-/** Σ g and Σ g·(x - m)·is over n floats, in float64. */
+/** Σ g and Σ g·(x - m)·is over n floats, in float64, eight lanes as in moments(). */
 __attribute__((always_inline)) inline void gradSums(const float* g, const float* x, int64_t n, float m, float is, double& s1, double& s2) {
-  d8 a = {}, b = {};
+  double a[8] = {}, b[8] = {};
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const d8 gd = __builtin_convertvector(load8(g + j), d8);
-    a += gd;
-    b += gd * __builtin_convertvector((load8(x + j) - m) * is, d8);
-  }
-  double ta = total(a), tb = total(b);
+  for (; j + 8 <= n; j += 8)
+    for (int l = 0; l < 8; l++) {
+      a[l] += g[j + l];
+      b[l] += double(g[j + l]) * double((x[j + l] - m) * is);
+    }
   for (; j < n; j++) {
-    ta += g[j];
-    tb += double(g[j]) * double((x[j] - m) * is);
+    a[0] += g[j];
+    b[0] += double(g[j]) * double((x[j] - m) * is);
   }
-  s1 += ta;
-  s2 += tb;
+  for (int l = 0; l < 8; l++) s1 += a[l], s2 += b[l];
 }
 
 /** One channel of batchNormTrain (see BatchNormTrain); `stride` = C·inner between images. */
@@ -513,72 +505,124 @@ HOT void bnBackwardChannel(const float* dy, const float* x, const float* y, floa
 // kernels run 16 channels at a time, one vector per position. Threads split (block, run of images)
 // for the sums and (image, block) for the element passes; the parts are added in a fixed order.
 
-typedef float f16 __attribute__((vector_size(64)));
-inline f16 load16(const float* p) {
-  f16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline void store16(float* p, f16 v) { std::memcpy(p, &v, sizeof v); }
-inline f16 relu16(f16 v) { return v > 0.f ? v : f16{}; }
+// Each kernel runs on the 16 lanes of a position: one AVX-512 register where the CPU has it (the
+// layout exists for those kernels), else plain loops. (The compiler's vectorizer left the 16-lane loops
+// scalar: it unrolls them first, and its vector types compare lane by lane under target_clones.)
+#define AVX512 __attribute__((target("avx512f")))
+const bool kAvx512 = __builtin_cpu_supports("avx512f");
 
-/** Per-lane Σ (x - shift) and Σ (x - shift)² over `count` tiles `stride` apart: out[0..15], out[16..31]. */
-HOT void tileMoments(const float* x, int64_t count, int64_t stride, int64_t inner, const float* shift, double* out) {
-  const f8 lo = load8(shift), hi = load8(shift + 8);
-  d8 s0 = {}, s1 = {}, q0 = {}, q1 = {};
+AVX512 void tileMoments512(const float* x, int64_t count, int64_t stride, int64_t inner, const float* shift, double* out) {
+  const __m512 sh = _mm512_loadu_ps(shift);
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;
   for (int64_t i = 0; i < count; i++) {
     const float* p = x + i * stride;
-    for (int64_t j = 0; j < inner; j++) {
-      const d8 a = __builtin_convertvector(load8(p + j * 16) - lo, d8), b = __builtin_convertvector(load8(p + j * 16 + 8) - hi, d8);
-      s0 += a;
-      s1 += b;
-      q0 += a * a;
-      q1 += b * b;
+    for (int64_t j = 0; j < inner * 16; j += 16) {
+      const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(p + j), sh);
+      const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+      const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
+      s0 = _mm512_add_pd(s0, lo);
+      s1 = _mm512_add_pd(s1, hi);
+      q0 = _mm512_fmadd_pd(lo, lo, q0);
+      q1 = _mm512_fmadd_pd(hi, hi, q1);
     }
   }
-  for (int l = 0; l < 8; l++) out[l] = s0[l], out[8 + l] = s1[l], out[16 + l] = q0[l], out[24 + l] = q1[l];
+  _mm512_storeu_pd(out, s0), _mm512_storeu_pd(out + 8, s1), _mm512_storeu_pd(out + 16, q0), _mm512_storeu_pd(out + 24, q1);
+}
+
+/** Per-lane Σ (x - shift) and Σ (x - shift)² over `count` tiles `stride` apart: out[0..15], out[16..31]. */
+void tileMoments(const float* x, int64_t count, int64_t stride, int64_t inner, const float* shift, double* out) {
+  if (kAvx512) return tileMoments512(x, count, stride, inner, shift, out);
+  double s[16] = {}, q[16] = {};
+  for (int64_t i = 0; i < count; i++)
+    for (int64_t j = 0; j < inner * 16; j += 16)
+      for (int l = 0; l < 16; l++) {
+        const double d = double(x[i * stride + j + l] - shift[l]);
+        s[l] += d;
+        q[l] += d * d;
+      }
+  for (int l = 0; l < 16; l++) out[l] = s[l], out[16 + l] = q[l];
+}
+
+AVX512 void tileAffine512(const float* x, const float* r, float* y, int64_t inner, const float* a, const float* b, bool relu) {
+  const __m512 va = _mm512_loadu_ps(a), vb = _mm512_loadu_ps(b), zero = _mm512_setzero_ps();
+  for (int64_t j = 0; j < inner * 16; j += 16) {
+    __m512 v = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), va, vb);
+    if (r) v = _mm512_add_ps(v, _mm512_loadu_ps(r + j));
+    // max(v, 0) with NaN to 0: keep v where v > 0 (false for NaN).
+    if (relu) v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ), v);
+    _mm512_storeu_ps(y + j, v);
+  }
 }
 
 /** y = act(x·a + b + r) over one tile of `inner` positions. */
-HOT void tileAffine(const float* x, const float* r, float* y, int64_t inner, const float* a, const float* b, bool relu) {
-  const f16 va = load16(a), vb = load16(b);
-  for (int64_t j = 0; j < inner * 16; j += 16) {
-    f16 v = load16(x + j) * va + vb;
-    if (r) v += load16(r + j);
-    store16(y + j, relu ? relu16(v) : v);
+void tileAffine(const float* x, const float* r, float* y, int64_t inner, const float* a, const float* b, bool relu) {
+  if (kAvx512) return tileAffine512(x, r, y, inner, a, b, relu);
+  for (int64_t j = 0; j < inner * 16; j += 16)
+    for (int l = 0; l < 16; l++) {
+      const float v = x[j + l] * a[l] + b[l] + (r ? r[j + l] : 0.f);
+      y[j + l] = relu ? relu0(v) : v;
+    }
+}
+
+AVX512 void tileGradSums512(const float* dy, const float* x, const float* y, float* g, int64_t count, int64_t stride, int64_t inner,
+                            const float* m, const float* is, double* out) {
+  const __m512 vm = _mm512_loadu_ps(m), vi = _mm512_loadu_ps(is), zero = _mm512_setzero_ps();
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0, t0 = s0, t1 = s0;
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t o = i * stride;
+    for (int64_t j = o; j < o + inner * 16; j += 16) {
+      __m512 d = _mm512_loadu_ps(dy + j);
+      if (y) {
+        d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_loadu_ps(y + j), zero, _CMP_GT_OQ), d);
+        _mm512_storeu_ps(g + j, d);
+      }
+      const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm), vi);
+      const __m512d dl = _mm512_cvtps_pd(_mm512_castps512_ps256(d));
+      const __m512d dh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
+      const __m512d xl = _mm512_cvtps_pd(_mm512_castps512_ps256(xh));
+      const __m512d xhh = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xh), 1)));
+      s0 = _mm512_add_pd(s0, dl);
+      s1 = _mm512_add_pd(s1, dh);
+      t0 = _mm512_fmadd_pd(dl, xl, t0);
+      t1 = _mm512_fmadd_pd(dh, xhh, t1);
+    }
   }
+  _mm512_storeu_pd(out, s0), _mm512_storeu_pd(out + 8, s1), _mm512_storeu_pd(out + 16, t0), _mm512_storeu_pd(out + 24, t1);
 }
 
 /** g = dy masked where y <= 0 (stored to g when y is given) and per-lane Σ g, Σ g·(x - m)·is over `count` tiles. */
-HOT void tileGradSums(const float* dy, const float* x, const float* y, float* g, int64_t count, int64_t stride, int64_t inner,
-                      const float* m, const float* is, double* out) {
-  const f8 m0 = load8(m), m1 = load8(m + 8), i0 = load8(is), i1 = load8(is + 8);
-  d8 s0 = {}, s1 = {}, t0 = {}, t1 = {};
-  for (int64_t i = 0; i < count; i++) {
-    const int64_t o = i * stride;
-    for (int64_t j = 0; j < inner * 16; j += 16) {
-      f8 a = load8(dy + o + j), b = load8(dy + o + j + 8);
-      if (y) {
-        a = load8(y + o + j) > 0.f ? a : f8{};
-        b = load8(y + o + j + 8) > 0.f ? b : f8{};
-        std::memcpy(g + o + j, &a, sizeof a);
-        std::memcpy(g + o + j + 8, &b, sizeof b);
+void tileGradSums(const float* dy, const float* x, const float* y, float* g, int64_t count, int64_t stride, int64_t inner,
+                  const float* m, const float* is, double* out) {
+  if (kAvx512) return tileGradSums512(dy, x, y, g, count, stride, inner, m, is, out);
+  double s[16] = {}, t[16] = {};
+  for (int64_t i = 0; i < count; i++)
+    for (int64_t j = i * stride; j < i * stride + inner * 16; j += 16)
+      for (int l = 0; l < 16; l++) {
+        float d = dy[j + l];
+        if (y) g[j + l] = d = y[j + l] > 0.f ? d : 0.f;
+        s[l] += d;
+        t[l] += double(d) * double((x[j + l] - m[l]) * is[l]);
       }
-      const d8 da = __builtin_convertvector(a, d8), db = __builtin_convertvector(b, d8);
-      s0 += da;
-      s1 += db;
-      t0 += da * __builtin_convertvector((load8(x + o + j) - m0) * i0, d8);
-      t1 += db * __builtin_convertvector((load8(x + o + j + 8) - m1) * i1, d8);
-    }
+  for (int l = 0; l < 16; l++) out[l] = s[l], out[16 + l] = t[l];
+}
+
+AVX512 void tileGradApply512(const float* g, const float* x, float* dx, int64_t inner, const float* k, const float* m, const float* is,
+                             const float* mb, const float* mg) {
+  const __m512 vk = _mm512_loadu_ps(k), vm = _mm512_loadu_ps(m), vi = _mm512_loadu_ps(is), vb = _mm512_loadu_ps(mb),
+               vg = _mm512_loadu_ps(mg);
+  for (int64_t j = 0; j < inner * 16; j += 16) {
+    const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + j), vm), vi);
+    const __m512 v = _mm512_sub_ps(_mm512_sub_ps(_mm512_loadu_ps(g + j), vb), _mm512_mul_ps(xh, vg));
+    _mm512_storeu_ps(dx + j, _mm512_mul_ps(vk, v));
   }
-  for (int l = 0; l < 8; l++) out[l] = s0[l], out[8 + l] = s1[l], out[16 + l] = t0[l], out[24 + l] = t1[l];
 }
 
 /** dx = k·(g - mb - (x - m)·is·mg) over one tile. */
-HOT void tileGradApply(const float* g, const float* x, float* dx, int64_t inner, const float* k, const float* m, const float* is,
-                       const float* mb, const float* mg) {
-  const f16 vk = load16(k), vm = load16(m), vi = load16(is), vb = load16(mb), vg = load16(mg);
-  for (int64_t j = 0; j < inner * 16; j += 16) store16(dx + j, vk * (load16(g + j) - vb - (load16(x + j) - vm) * vi * vg));
+void tileGradApply(const float* g, const float* x, float* dx, int64_t inner, const float* k, const float* m, const float* is,
+                   const float* mb, const float* mg) {
+  if (kAvx512) return tileGradApply512(g, x, dx, inner, k, m, is, mb, mg);
+  for (int64_t j = 0; j < inner * 16; j += 16)
+    for (int l = 0; l < 16; l++) dx[j + l] = k[l] * (g[j + l] - mb[l] - (x[j + l] - m[l]) * is[l] * mg[l]);
 }
 
 /** How the sums of an nChw16c tensor split: runs of images per 16-channel block, enough tasks for every thread twice. */
@@ -715,6 +759,55 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+AVX512 void tileMaxPool512(const float* x, float* y, int64_t h, int64_t w, int64_t oh, int64_t ow, int64_t kh, int64_t kw,
+                           int64_t sh, int64_t sw, int64_t pt, int64_t pl) {
+  for (int64_t i = 0; i < oh; i++)
+    for (int64_t j = 0; j < ow; j++) {
+      const int64_t r0 = std::max<int64_t>(i * sh - pt, 0), r1 = std::min<int64_t>(i * sh - pt + kh, h);
+      const int64_t c0 = std::max<int64_t>(j * sw - pl, 0), c1 = std::min<int64_t>(j * sw - pl + kw, w);
+      __m512 m = _mm512_loadu_ps(x + (r0 * w + c0) * 16);
+      for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) {
+          const __m512 v = _mm512_loadu_ps(x + (r * w + c) * 16);
+          const __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+          m = _mm512_mask_mov_ps(m, take, v);
+        }
+      _mm512_storeu_ps(y + (i * ow + j) * 16, m);
+    }
+}
+
+/** The max of every output position's window over a tile, 16 channels a position; NaN wins, as the interface says. */
+void tileMaxPool(const float* x, float* y, int64_t h, int64_t w, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh,
+                 int64_t sw, int64_t pt, int64_t pl) {
+  if (kAvx512) return tileMaxPool512(x, y, h, w, oh, ow, kh, kw, sh, sw, pt, pl);
+  for (int64_t i = 0; i < oh; i++)
+    for (int64_t j = 0; j < ow; j++) {
+      const int64_t r0 = std::max<int64_t>(i * sh - pt, 0), r1 = std::min<int64_t>(i * sh - pt + kh, h);
+      const int64_t c0 = std::max<int64_t>(j * sw - pl, 0), c1 = std::min<int64_t>(j * sw - pl + kw, w);
+      for (int l = 0; l < 16; l++) {
+        float m = x[(r0 * w + c0) * 16 + l];
+        for (int64_t r = r0; r < r1; r++)
+          for (int64_t c = c0; c < c1; c++) {
+            const float v = x[(r * w + c) * 16 + l];
+            if (v > m || v != v) m = v;
+          }
+        y[(i * ow + j) * 16 + l] = m;
+      }
+    }
+}
+
+/** maxPool2d(x, y, n, c, h, w, oh, ow, kh, kw, sh, sw, pt, pl) over nChw16c (C a multiple of 16); threads split (image, block). */
+Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
+  const float* x = floats(info[0]);
+  float* y = floats(info[1]);
+  const int64_t n = integer(info[2]), c = integer(info[3]), h = integer(info[4]), w = integer(info[5]), oh = integer(info[6]),
+                ow = integer(info[7]), kh = integer(info[8]), kw = integer(info[9]), sh = integer(info[10]), sw = integer(info[11]),
+                pt = integer(info[12]), pl = integer(info[13]);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n * (c / 16); t++) tileMaxPool(x + t * h * w * 16, y + t * oh * ow * 16, h, w, oh, ow, kh, kw, sh, sw, pt, pl);
+  return info.Env().Undefined();
+}
+
 /**
  * reorderActivation(src, dst, n, c, h, w, toBlocked): an activation from plain NCHW to nChw16c or back
  * (C a multiple of 16), out of place.
@@ -792,6 +885,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("batchNormTrain", Napi::Function::New(env, guarded<BatchNormTrain>));
   exports.Set("batchNormBackward", Napi::Function::New(env, guarded<BatchNormBackward>));
   exports.Set("reorderActivation", Napi::Function::New(env, guarded<ReorderActivation>));
+  exports.Set("maxPool2d", Napi::Function::New(env, guarded<MaxPool2d>));
   exports.Set("setThreads", Napi::Function::New(env, guarded<SetThreads>));
   exports.Set("info", Napi::Function::New(env, guarded<Info>));
   exports.Set("clearCaches", Napi::Function::New(env, guarded<ClearCaches>));

@@ -54,7 +54,7 @@ export class Layouts {
 }
 
 /** Ops that handle layouts themselves: the native kernels (see onednn.ts). */
-const NATIVE: ReadonlySet<OpName> = new Set(['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'batchNormTrain', 'batchNormBackward']);
+const NATIVE: ReadonlySet<OpName> = new Set(['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'batchNormTrain', 'batchNormBackward', 'maxPool2d']);
 /** Ops that compute element by element, so operands in one shared layout can stay in it. */
 const ELEMENTWISE: ReadonlySet<OpName> = new Set(['unary', 'binary', 'reluBackward', 'copy']);
 

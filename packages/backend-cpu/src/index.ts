@@ -175,8 +175,8 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
       return [];
     },
     randomFill: (_, { dist, seed, counter, a, b }, [o]) => one(o, (y) => philoxFill(y, dist, seed, counter, a, b)),
-    ...(addon ? oneDnnKernels(addon, alloc, layouts!) : {}),
   } satisfies Kernels<CpuStorage>;
+  if (addon) Object.assign(kernels, oneDnnKernels(addon, alloc, layouts!, { ...kernels }));
 
   /** y = act(y + bias[c] + residual) in place over y [N, C, ...]. */
   const epilogue = (y: Float32Array, shape: readonly number[], bias: Float32Array | undefined, residual: Float32Array | undefined, relu = false) => {

@@ -1,5 +1,5 @@
 import {
-  BatchNorm2d, Conv2d, conv2d, conv2dGeometry, convBn, manualSeed, mul, noGrad, randn, runOp, setBackend, sum, tensor, type Tensor,
+  BatchNorm2d, Conv2d, conv2d, conv2dGeometry, convBn, manualSeed, maxPool2d, mul, noGrad, randn, runOp, setBackend, sum, tensor, type Tensor,
 } from '@residual/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCpuBackend } from './index.js';
@@ -96,6 +96,23 @@ describe.runIf('addon' in native)('the oneDNN provider', () => {
     w.dispose();
     const w2 = tensor(fresh, ws);
     check('in reused memory', w2);
+  });
+
+  it('max-pools blocked activations as the WebAssembly provider does, NaN winning', () => {
+    const shape = [2, 32, 9, 11];
+    const data = Float32Array.from({ length: 2 * 32 * 9 * 11 }, (_, i) => (i % 37 === 5 ? NaN : Math.sin(i * 1.7)));
+    const opts = { kernelSize: 3, stride: 2, padding: 1 };
+    const pooled = (backend: typeof natBackend) => {
+      setBackend(backend);
+      // Through a 1x1 convolution by the identity, so the native provider holds it blocked.
+      const eye = tensor(Float32Array.from({ length: 32 * 32 }, (_, i) => (i % 33 === 0 ? 1 : 0)), [32, 32, 1, 1]);
+      return values(maxPool2d(conv2d(tensor(data, shape), eye), opts));
+    };
+    const got = pooled(natBackend);
+    const want = pooled(wasmBackend);
+    expect(got.map((v) => Number.isNaN(v))).toEqual(want.map((v) => Number.isNaN(v)));
+    expect(want.some((v) => Number.isNaN(v))).toBe(true);
+    expectClose(got.map((v) => (Number.isNaN(v) ? 0 : v)), want.map((v) => (Number.isNaN(v) ? 0 : v)), 1e-6, 'pooled');
   });
 
   it('trains a residual block (fused epilogues, folded inference) to the WebAssembly provider\'s numbers', () => {

@@ -28,6 +28,11 @@ export interface OneDnn {
     dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, dresidual: Float32Array | null, n: number, c: number, inner: number,
     blocked: boolean,
   ): void;
+  /** Max-pool over nChw16c (c a multiple of 16), NaN winning. */
+  maxPool2d(
+    x: Float32Array, y: Float32Array, n: number, c: number, h: number, w: number, oh: number, ow: number,
+    kh: number, kw: number, sh: number, sw: number, padTop: number, padLeft: number,
+  ): void;
   /** An activation [n, c, h, w] from row-major to nChw16c (toBlocked) or back, out of place. */
   reorderActivation(src: Float32Array, dst: Float32Array, n: number, c: number, h: number, w: number, toBlocked: boolean): void;
   setThreads(n: number): void;

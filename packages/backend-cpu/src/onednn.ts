@@ -4,13 +4,13 @@
  * hands the addon the arrays themselves.
  */
 import { sizeOf, stridesOf, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
-import type { Layouts } from './blocked.js';
+import { blockable, type Layouts } from './blocked.js';
 import type { CpuStorage } from './memory.js';
 import { geometryArray, type OneDnn } from './native.js';
 import { broadcastStrides, forEachRun } from './strided.js';
 
 /** The op names the native provider implements. */
-export type NativeOp = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'batchNormTrain' | 'batchNormBackward' | 'matmul';
+export type NativeOp = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'batchNormTrain' | 'batchNormBackward' | 'matmul' | 'maxPool2d';
 
 const f32 = (v: TensorView<CpuStorage>): Float32Array => v.storage.data as Float32Array;
 const opt = (v: TensorView<CpuStorage> | undefined): Float32Array | null => (v ? f32(v) : null);
@@ -22,7 +22,9 @@ const channels = (shape: readonly number[]) => ({ n: shape[0], c: shape[1], inne
  * residuals) are put in the layout native ops take for their shape first (`layouts.native`), and
  * outputs are made in it; weights and per-channel vectors are row-major.
  */
-export const oneDnnKernels = (addon: OneDnn, alloc: (spec: TensorSpec) => CpuStorage, layouts: Layouts): Pick<Kernels<CpuStorage>, NativeOp> => {
+export const oneDnnKernels = (
+  addon: OneDnn, alloc: (spec: TensorSpec) => CpuStorage, layouts: Layouts, wasm: Pick<Kernels<CpuStorage>, NativeOp>,
+): Pick<Kernels<CpuStorage>, NativeOp> => {
   /** An activation input, in the native layout. */
   const act = (v: TensorView<CpuStorage>): Float32Array => (layouts.native(v), f32(v));
   /** Any other input, row-major. */
@@ -63,6 +65,16 @@ export const oneDnnKernels = (addon: OneDnn, alloc: (spec: TensorSpec) => CpuSto
       const { n, c, inner } = channels(x.shape);
       addon.batchNormBackward(d, xs, flat(gamma), flat(mean), flat(invstd), ys, dx, dgamma, dbeta, dresidual ?? null, n, c, inner, blockedBn(x));
       return storages;
+    },
+    // Max-pool over a blocked activation where it is (ResNet-50's stem pool); others, row-major, on WebAssembly.
+    maxPool2d: (inputs, g, outs) => {
+      if (!blockable(inputs.x.shape) || !blockable(outs[0].shape)) {
+        layouts.plain(inputs.x.storage);
+        return wasm.maxPool2d(inputs, g, outs);
+      }
+      const x = act(inputs.x);
+      return one(out(outs[0]), (y) =>
+        addon.maxPool2d(x, y, g.batch, g.channels, g.inH, g.inW, g.outH, g.outW, g.kernelH, g.kernelW, g.strideH, g.strideW, g.padTop, g.padLeft));
     },
     matmul: ({ a, b }, { transA, transB }, [o]) =>
       one(alloc(o), (out) => {
