@@ -132,31 +132,48 @@ void writeBack(memory& m, const memory::desc& userDesc, float* user) {
   reorder(m, u).execute(queue(), m, u);
 }
 
+/** A weight tensor as the caller holds it: its elements, and the version of their contents. */
+struct Weights {
+  float* data;
+  double version;
+};
+
 /**
- * Weights in the layout a primitive wants, reordered once per content version: JavaScript renews a
- * version at every in-place write, so an entry can never be stale. Least recently used entries go
- * once the cache holds more than kWeightCacheBytes.
+ * Weights in the layout a primitive wants, optionally with a per-output-channel scale folded in
+ * (w·scale[k]: a batch-norm folded into the convolution), made once per content version. JavaScript
+ * renews a version at every in-place write, so an entry can never be stale. One entry per weight
+ * array, scale array and layout: a newer version of the same array is reordered into its entry's
+ * memory, so training (new weights every step) holds one copy per weight and format, and inference
+ * reorders each weight once. Least recently used entries go past kWeightCacheBytes.
  */
 class WeightCache {
  public:
-  memory get(double version, const memory::desc& want, const memory::desc& userDesc, float* user) {
-    if (want == userDesc) return memory(userDesc, cpu(), user);
-    Key key{version, want};
-    for (auto it = entries_.begin(); it != entries_.end(); ++it)
-      if (it->first.version == key.version && it->first.desc == key.desc) {
-        entries_.splice(entries_.begin(), entries_, it);
-        return it->second;
+  memory get(Weights w, const Weights* scale, const memory::desc& want, const memory::desc& userDesc, int64_t outChannels) {
+    if (want == userDesc && !scale) return memory(userDesc, cpu(), w.data);
+    Entry* e = find(w.data, scale ? scale->data : nullptr, want);
+    if (e && e->version == w.version && e->scaleVersion == (scale ? scale->version : 0)) return e->packed;
+    if (!e) {
+      entries_.push_front({w.data, scale ? scale->data : nullptr, want, -1, -1, memory(want, cpu())});
+      e = &entries_.front();
+      bytes_ += want.get_size();
+      while (bytes_ > kWeightCacheBytes && entries_.size() > 1) {
+        bytes_ -= entries_.back().desc.get_size();
+        entries_.pop_back();
       }
-    memory u(userDesc, cpu(), user);
-    memory m(want, cpu());
-    reorder(u, m).execute(queue(), u, m);
-    entries_.emplace_front(key, m);
-    bytes_ += want.get_size();
-    while (bytes_ > kWeightCacheBytes && entries_.size() > 1) {
-      bytes_ -= entries_.back().first.desc.get_size();
-      entries_.pop_back();
     }
-    return m;
+    memory u(userDesc, cpu(), w.data);
+    if (scale) {
+      // Fold first, in the caller's layout ([K, C/g, R, S] row-major: a run per output channel).
+      const size_t n = userDesc.get_size() / sizeof(float), run = n / outChannels;
+      float* folded = static_cast<float*>(scratch[2].get(userDesc.get_size()));
+      for (int64_t k = 0; k < outChannels; k++)
+        for (size_t i = 0; i < run; i++) folded[k * run + i] = w.data[k * run + i] * scale->data[k];
+      u = memory(userDesc, cpu(), folded);
+    }
+    reorder(u, e->packed).execute(queue(), u, e->packed);
+    e->version = w.version;
+    e->scaleVersion = scale ? scale->version : 0;
+    return e->packed;
   }
   void clear() {
     entries_.clear();
@@ -166,11 +183,22 @@ class WeightCache {
 
  private:
   static constexpr size_t kWeightCacheBytes = size_t(1) << 30;
-  struct Key {
-    double version;
+  struct Entry {
+    const float* weights;
+    const float* scale;
     memory::desc desc;
+    double version, scaleVersion;
+    memory packed;
   };
-  std::list<std::pair<Key, memory>> entries_;
+  Entry* find(const float* weights, const float* scale, const memory::desc& desc) {
+    for (auto it = entries_.begin(); it != entries_.end(); ++it)
+      if (it->weights == weights && it->scale == scale && it->desc == desc) {
+        entries_.splice(entries_.begin(), entries_, it);
+        return &entries_.front();
+      }
+    return nullptr;
+  }
+  std::list<Entry> entries_;
   size_t bytes_ = 0;
 };
 WeightCache weightCache;
@@ -301,14 +329,23 @@ Conv& backwardConv(const Geometry& g, int pass) {
 
 // --- convolutions -------------------------------------------------------------------------------
 
-/** conv2dForward(x, w, wVersion, bias|null, residual|null, y, geometry, relu): y = act(conv(x, w) + bias + residual). */
+/** A weight argument (data, version) pair, or null. */
+Weights weightsOf(const Napi::Value& data, const Napi::Value& version) { return {floats(data), version.As<Napi::Number>().DoubleValue()}; }
+
+/**
+ * conv2dForward(x, w, wVersion, scale|null, scaleVersion, bias|null, residual|null, y, geometry, relu):
+ * y = act(conv(x, w)·scale + bias + residual), scale folded into the packed weights.
+ */
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
-  const Geometry g(info[6]);
-  float *x = floats(info[0]), *w = floats(info[1]), *bias = floats(info[3]), *residual = floats(info[4]), *y = floats(info[5]);
-  const bool relu = flag(info[7]);
+  const Geometry g(info[8]);
+  float *x = floats(info[0]), *bias = floats(info[5]), *residual = floats(info[6]), *y = floats(info[7]);
+  const Weights w = weightsOf(info[1], info[2]);
+  const bool scaled = !info[3].IsNull() && !info[3].IsUndefined();
+  const Weights scale = scaled ? weightsOf(info[3], info[4]) : Weights{nullptr, 0};
+  const bool relu = flag(info[9]);
   Conv& c = forwardConv(g, bias, residual, relu);
   memory src = operand(c.src, c.userSrc, x, 0, true);
-  memory wm = weightCache.get(info[2].As<Napi::Number>().DoubleValue(), c.weights, c.userWeights, w);
+  memory wm = weightCache.get(w, scaled ? &scale : nullptr, c.weights, c.userWeights, g.k);
   // The sum post-op adds what the destination holds: put the residual there, in the primitive's layout.
   memory dst = operand(c.dst, c.userDst, y, 1, false);
   if (residual) {
@@ -327,10 +364,10 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 /** conv2dBackwardData(dy, w, wVersion, dx, geometry). */
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   const Geometry g(info[4]);
-  float *dy = floats(info[0]), *w = floats(info[1]), *dx = floats(info[3]);
+  float *dy = floats(info[0]), *dx = floats(info[3]);
   Conv& c = backwardConv(g, 1);
   memory ddst = operand(c.bwdDataDiffDst, c.userDst, dy, 0, true);
-  memory wm = weightCache.get(info[2].As<Napi::Number>().DoubleValue(), c.bwdDataWeights, c.userWeights, w);
+  memory wm = weightCache.get(weightsOf(info[1], info[2]), nullptr, c.bwdDataWeights, c.userWeights, g.k);
   memory dsrc = operand(c.bwdDataDiffSrc, c.userSrc, dx, 1, false);
   c.bwdData.execute(queue(), {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}});
   writeBack(dsrc, c.userSrc, dx);

@@ -8,8 +8,8 @@ import type { Conv2dGeometry } from '@residual/core';
 /** The addon's functions (native/onednn.cc documents each). */
 export interface OneDnn {
   conv2dForward(
-    x: Float32Array, w: Float32Array, wVersion: number, bias: Float32Array | null, residual: Float32Array | null,
-    y: Float32Array, geometry: Int32Array, relu: boolean,
+    x: Float32Array, w: Float32Array, wVersion: number, scale: Float32Array | null, scaleVersion: number, bias: Float32Array | null,
+    residual: Float32Array | null, y: Float32Array, geometry: Int32Array, relu: boolean,
   ): void;
   conv2dBackwardData(dy: Float32Array, w: Float32Array, wVersion: number, dx: Float32Array, geometry: Int32Array): void;
   conv2dBackwardFilter(x: Float32Array, dy: Float32Array, dw: Float32Array, geometry: Int32Array): void;

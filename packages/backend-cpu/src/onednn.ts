@@ -38,9 +38,9 @@ export const oneDnnKernels = (
   /** Whether a batch-norm over `shape` runs on nChw16c (its x was put there). */
   const blockedBn = (x: TensorView<CpuStorage>) => x.storage.blocked !== undefined;
   return {
-    conv2d: ({ x, w, bias, residual }, g, [o]) => {
-      const [xs, ws, b, r] = [act(x), flat(w), bias ? flat(bias) : null, residual ? act(residual) : null];
-      return one(out(o), (y) => addon.conv2dForward(xs, ws, w.version, b, r, y, geometryArray(g), g.relu ?? false));
+    conv2d: ({ x, w, scale, bias, residual }, g, [o]) => {
+      const [xs, ws, s, b, r] = [act(x), flat(w), scale ? flat(scale) : null, bias ? flat(bias) : null, residual ? act(residual) : null];
+      return one(out(o), (y) => addon.conv2dForward(xs, ws, w.version, s, scale?.version ?? 0, b, r, y, geometryArray(g), g.relu ?? false));
     },
     conv2dBackwardData: ({ dy, w }, g, [o]) => {
       const [d, ws] = [act(dy), flat(w)];

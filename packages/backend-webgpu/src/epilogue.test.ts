@@ -46,7 +46,7 @@ describe.skipIf(!be)("the fused epilogues run inside their ops' own passes", () 
   afterAll(() => be?.dispose());
 
   for (const kernel of ['shared-tiles', 'subgroup-strips'] as GemmKernel[])
-    it(`conv2d with bias, residual and ReLU: one dispatch, as the plain convolution, on ${kernel}`, async () => {
+    it(`conv2d with scale, bias, residual and ReLU: one dispatch, as the plain convolution, on ${kernel}`, async () => {
       const opened = kernel === be!.gemmKernel ? be : await openTestBackend({ gemmKernel: kernel }).catch((e: Error) => e);
       if (opened instanceof Error) {
         expect(kernel, opened.message).toBe('subgroup-strips'); // the one kernel a device may lack
@@ -56,7 +56,7 @@ describe.skipIf(!be)("the fused epilogues run inside their ops' own passes", () 
       try {
         const rng = new Rng(`epilogue ${kernel}`);
         const g = conv2dGeometry([2, 16, 9, 9], [24, 16, 3, 3], { padding: 1 });
-        const [x, w, bias] = [rng.uniform([2, 16, 9, 9]), rng.uniform([24, 16, 3, 3]), rng.uniform([24])];
+        const [x, w, scale, bias] = [rng.uniform([2, 16, 9, 9]), rng.uniform([24, 16, 3, 3]), rng.uniform([24], -2, 2), rng.uniform([24])];
         const residual = rng.uniform([2, 24, 9, 9], -2, 2);
         await sameDispatches(
           b,
@@ -64,9 +64,9 @@ describe.skipIf(!be)("the fused epilogues run inside their ops' own passes", () 
           {
             // Two variants only: each is a pipeline, and lavapipe takes seconds to build one.
             plain: [{ x, w }, { ...g, relu: false }],
-            'bias+residual+relu': [{ x, w, bias, residual }, { ...g, relu: true }],
+            'scale+bias+residual+relu': [{ x, w, scale, bias, residual }, { ...g, relu: true }],
           },
-          () => [{ k: 16 * 9, scale: maxAbs(x) * maxAbs(w) + maxAbs(bias) + maxAbs(residual) }],
+          () => [{ k: 16 * 9, scale: maxAbs(x) * maxAbs(w) * maxAbs(scale) + maxAbs(bias) + maxAbs(residual) }],
         );
       } finally {
         if (b !== be) b.dispose();

@@ -139,10 +139,13 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       } else rt.run(op, unsplit, [a.storage, b.storage], [y]);
       return [y];
     },
-    conv2d: ({ x, w, bias, residual }, { relu = false, ...g }, [o]) => {
-      // The epilogue's operands split with the op: the residual by images like y, the bias bound whole like w.
-      const inputs = [images(x, g.batch), fixed(w.storage), ...(bias ? [fixed(bias.storage)] : []), ...(residual ? [images(residual, g.batch)] : [])];
-      const epilogue = { bias: !!bias, residual: !!residual, relu };
+    conv2d: ({ x, w, scale, bias, residual }, { relu = false, ...g }, [o]) => {
+      // The epilogue's operands split with the op: the residual by images like y, scale and bias bound whole like w.
+      const inputs = [
+        images(x, g.batch), fixed(w.storage), ...(scale ? [fixed(scale.storage)] : []), ...(bias ? [fixed(bias.storage)] : []),
+        ...(residual ? [images(residual, g.batch)] : []),
+      ];
+      const epilogue = { scale: !!scale, bias: !!bias, residual: !!residual, relu };
       return [perImage('conv2d', g.batch, inputs, o, (n) => conv2dProgram({ ...g, batch: n }, rt.gemmKernel, epilogue))];
     },
     conv2dBackwardData: ({ dy, w }, g, [o]) => [

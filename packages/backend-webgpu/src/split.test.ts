@@ -151,8 +151,9 @@ describe.skipIf(!split)(`ops past a binding limit of ${SMALL} bytes match the un
     'conv2dBackwardData, unaligned images': () => runOp('conv2dBackwardData', { dy: data([12, 8, 5, 7], 3), w: w() }, unaligned)[0],
   }));
 
-  it('conv2d with its fused epilogue splits the residual by images with y and binds the bias whole', exact({
-    'bias+residual+relu': () => runOp('conv2d', { x: data([5, 4, 8, 8]), w: w(), bias: data([8], 4), residual: data([5, 8, 8, 8], 5) }, { ...conv, relu: true })[0],
+  it('conv2d with its fused epilogue splits the residual by images with y and binds scale and bias whole', exact({
+    'scale+bias+residual+relu': () =>
+      runOp('conv2d', { x: data([5, 4, 8, 8]), w: w(), scale: data([8], 6), bias: data([8], 4), residual: data([5, 8, 8, 8], 5) }, { ...conv, relu: true })[0],
     'residual+relu, stride 2': () => runOp('conv2d', { x: data([5, 4, 8, 8]), w: w(), residual: data([5, 8, 4, 4], 5) }, { ...strided, relu: true })[0],
     'bias+residual+relu, unaligned images': () =>
       runOp('conv2d', { x: data([12, 4, 5, 7]), w: w(), bias: data([8], 4), residual: data([12, 8, 5, 7], 5) }, { ...unaligned, relu: true })[0],
@@ -265,7 +266,10 @@ const UNSPLITTABLE: Record<string, string> = {
       'resnet 3x3 strided x[2,16,9,9] w[32,16,3,3] s2 p1 g1', 'projection 1x1 x[2,16,9,9] w[32,16,1,1] s2 p0 g1',
       'bottleneck 1x1 x[1,64,7,7] w[256,64,1,1] s1 p0 g1', 'stem 7x7 x[1,3,33,33] w[16,3,7,7] s2 p3 g1',
     ].flatMap((c) =>
-      ['bias', 'residual', 'relu', 'bias+relu', 'residual+relu', 'bias+residual+relu'].map((e) => [`conv2d/epilogue ${e} ${c}`, 'one image of the input exceeds 4 KiB']),
+      ['scale', 'bias', 'residual', 'relu', 'bias+relu', 'residual+relu', 'scale+bias+relu', 'scale+bias+residual+relu'].map((e) => [
+        `conv2d/epilogue ${e} ${c}`,
+        'one image of the input exceeds 4 KiB',
+      ]),
     ),
   ),
   ...Object.fromEntries(

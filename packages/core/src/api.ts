@@ -161,18 +161,21 @@ export interface EpilogueOptions {
   relu?: boolean;
 }
 
-/** Options of the `conv2d` function: geometry, a per-output-channel bias, and the fused epilogue. */
+/** Options of the `conv2d` function: geometry, a per-output-channel scale and bias, and the fused epilogue. */
 export interface Conv2dCallOptions extends Conv2dOptions, EpilogueOptions {
+  /** [K], multiplies each output channel (an inference batch-norm's gamma/sqrt(var + eps)). */
+  scale?: Tensor;
   /** [K], added per output channel. */
   bias?: Tensor;
 }
 
 /**
  * 2-D convolution (cross-correlation, as PyTorch) of x [N,C,H,W] with w [K,C/groups,R,S], then
- * act(y + bias + residual) in the same op: relu(conv(x, w) + b + shortcut) costs one pass, not four.
+ * act(y·scale + bias + residual) in the same op: relu(bn(conv(x, w)) + shortcut) at inference costs
+ * one pass, not four.
  */
-export const conv2d = (x: Tensor, w: Tensor, { bias, residual, relu = false, ...opts }: Conv2dCallOptions = {}): Tensor =>
-  runOp('conv2d', { x, w, bias, residual }, { ...conv2dGeometry(x.shape, w.shape, opts), relu })[0];
+export const conv2d = (x: Tensor, w: Tensor, { scale, bias, residual, relu = false, ...opts }: Conv2dCallOptions = {}): Tensor =>
+  runOp('conv2d', { x, w, scale, bias, residual }, { ...conv2dGeometry(x.shape, w.shape, opts), relu })[0];
 
 /** 2-D max pooling. */
 export const maxPool2d = (x: Tensor, opts: Pool2dOptions): Tensor => runOp('maxPool2d', { x }, pool2dGeometry(x.shape, opts, 'maxPool2d'))[0];

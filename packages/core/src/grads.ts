@@ -108,17 +108,22 @@ export const GRADS: Partial<Record<OpName, GradRule>> = {
     else [da, db] = [mm(b, dy, true, true), mm(dy, a, true, true)];
     return { a: a.requiresGrad ? sumTo(da, a.shape) : null, b: b.requiresGrad ? sumTo(db, b.shape) : null };
   }),
-  conv2d: rule<{ x: Tensor; w: Tensor; bias?: Tensor; residual?: Tensor }, Conv2dAttrs>(({ inputs: { x, w, bias, residual }, outputs: [y], attrs }, dout) => {
-    const { relu, ...geometry } = attrs;
-    // The epilogue's gradient: dout through the ReLU is the gradient of every term it summed.
-    const dy = relu ? runOp('reluBackward', { y, dy: dout }, {})[0] : dout;
-    return {
-      x: x.requiresGrad ? runOp('conv2dBackwardData', { dy, w }, geometry)[0] : null,
-      w: w.requiresGrad ? runOp('conv2dBackwardFilter', { x, dy }, geometry)[0] : null,
-      bias: bias?.requiresGrad ? sum(dy, [0, 2, 3]) : null,
-      residual: residual?.requiresGrad ? dy : null,
-    };
-  }),
+  conv2d: rule<{ x: Tensor; w: Tensor; scale?: Tensor; bias?: Tensor; residual?: Tensor }, Conv2dAttrs>(
+    ({ inputs: { x, w, scale, bias, residual }, outputs: [y], attrs }, dout) => {
+      const { relu, ...geometry } = attrs;
+      // The epilogue's gradient: dout through the ReLU is the gradient of every term it summed, and
+      // the convolution's is that times the scale of its channel.
+      const dy = relu ? runOp('reluBackward', { y, dy: dout }, {})[0] : dout;
+      const dconv = scale ? mul(dy, reshape(scale, [1, scale.size, 1, 1])) : dy;
+      return {
+        x: x.requiresGrad ? runOp('conv2dBackwardData', { dy: dconv, w }, geometry)[0] : null,
+        w: w.requiresGrad ? runOp('conv2dBackwardFilter', { x, dy: dconv }, geometry)[0] : null,
+        scale: scale?.requiresGrad ? sum(mul(dy, runOp('conv2d', { x, w }, geometry)[0]), [0, 2, 3]) : null,
+        bias: bias?.requiresGrad ? sum(dy, [0, 2, 3]) : null,
+        residual: residual?.requiresGrad ? dy : null,
+      };
+    },
+  ),
   maxPool2d: rule<X, Pool2dGeometry>(({ inputs: { x }, attrs }, dy) => ({ x: runOp('maxPool2dBackward', { dy, x }, attrs)[0] })),
   avgPool2d: rule<X, Pool2dGeometry>(({ attrs }, dy) => ({ x: runOp('avgPool2dBackward', { dy }, attrs)[0] })),
   batchNormTrain: rule<{ x: Tensor; gamma: Tensor; beta: Tensor; residual?: Tensor }, BatchNormAttrs>(

@@ -3,7 +3,7 @@
  * and state dicts whose keys are PyTorch's (`conv1.weight`, `bn1.running_mean`, `0.weight`, ...).
  */
 import {
-  add, avgPool2d, batchNormTrain, channelAffine, conv2d, crossEntropy, flatten, globalAvgPool2d, matmul, maxPool2d, mul,
+  add, avgPool2d, batchNormTrain, channelAffine, conv2d, crossEntropy, flatten, globalAvgPool2d, matmul, maxPool2d, mul, neg,
   reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
 } from './api.js';
 import { isGradEnabled, noGrad, tidy, type Tensor } from './engine.js';
@@ -141,9 +141,10 @@ export abstract class Module {
     return { missing, unexpected };
   }
 
-  /** Sets training mode on the whole tree. */
+  /** Sets training mode on the whole tree; entering training drops what inference derived (`clearCaches`). */
   train(mode = true): this {
     for (const [, m] of this.namedModules()) m.training = mode;
+    if (mode) this.clearCaches();
     return this;
   }
 
@@ -202,20 +203,22 @@ export class Conv2d extends Module {
     this.options = options;
   }
 
-  /** The batch-norm folded into this convolution, while the versions it was made from hold. */
-  #folded: { bn: BatchNorm2d; versions: number[]; weight: Tensor; bias: Tensor } | null = null;
+  /** The batch-norm folded into this convolution's epilogue, while the versions it was made from hold. */
+  #folded: { bn: BatchNorm2d; versions: number[]; scale: Tensor; bias: Tensor } | null = null;
 
   forward(x: Tensor, epilogue: EpilogueOptions = {}): Tensor {
     return conv2d(x, this.weight, { ...this.options, ...epilogue, bias: this.bias ?? undefined });
   }
 
   /**
-   * This convolution with `bn` folded in, for inference: weight·s[k] and (bias - mean)·s[k] + beta
-   * with s = gamma / sqrt(running_var + eps). Cached, and remade when any tensor it came from has a
-   * new version (a weight load, an optimizer step, a running-statistics update).
+   * `bn` (in inference) folded onto this convolution: bn(conv(x)) = conv(x)·scale[k] + bias[k] with
+   * scale = gamma / sqrt(running_var + eps) and bias = beta + (conv bias - running_mean)·scale; the
+   * `conv2d` op takes both, and a backend folds scale into the weights it packs. Two [K] vectors,
+   * cached, and remade when any tensor they came from has a new version (a weight load, an
+   * optimizer step, a running-statistics update).
    */
-  foldedWith(bn: BatchNorm2d): { weight: Tensor; bias: Tensor } {
-    const sources = [this.weight, this.bias, bn.weight, bn.bias, bn.runningMean, bn.runningVar];
+  foldedWith(bn: BatchNorm2d): { scale: Tensor; bias: Tensor } {
+    const sources = [this.bias, bn.weight, bn.bias, bn.runningMean, bn.runningVar];
     const versions = sources.map((t) => t?.version ?? 0);
     const f = this.#folded;
     if (f && f.bn === bn && f.versions.every((v, i) => v === versions[i])) return f;
@@ -223,18 +226,18 @@ export class Conv2d extends Module {
     const folded = noGrad(() =>
       tidy(() => {
         const scale = mul(bn.weight, rsqrt(add(bn.runningVar, bn.eps)));
-        const shift = sub(bn.bias, mul(bn.runningMean, scale));
-        return { weight: mul(this.weight, reshape(scale, [scale.size, 1, 1, 1])), bias: this.bias ? add(shift, mul(this.bias, scale)) : shift };
+        const centred = this.bias ? sub(this.bias, bn.runningMean) : neg(bn.runningMean);
+        return { scale, bias: add(bn.bias, mul(centred, scale)) };
       }),
     );
-    folded.weight.keep();
+    folded.scale.keep();
     folded.bias.keep();
     this.#folded = { bn, versions, ...folded };
     return folded;
   }
 
   protected override releaseDerived(): void {
-    this.#folded?.weight.dispose();
+    this.#folded?.scale.dispose();
     this.#folded?.bias.dispose();
     this.#folded = null;
   }
@@ -317,14 +320,14 @@ export class BatchNorm2d extends Module {
 /**
  * bn(conv(x)), then the epilogue (a residual added, a ReLU after), each mode at its fastest: in
  * training, the convolution and one fused batch-norm; in inference (eval mode, gradients off), one
- * convolution with the batch-norm folded into its cached weights and the epilogue fused in.
+ * convolution with the batch-norm folded in (see `Conv2d.foldedWith`) and the epilogue fused.
  * With gradients on in eval mode (input gradients, frozen statistics) it runs unfolded, so the
  * gradients reach the batch-norm's own parameters.
  */
 export const convBn = (conv: Conv2d, bn: BatchNorm2d, x: Tensor, epilogue: EpilogueOptions = {}): Tensor => {
   if (bn.training || isGradEnabled()) return bn.forward(conv.forward(x), epilogue);
-  const { weight, bias } = conv.foldedWith(bn);
-  return conv2d(x, weight, { ...conv.options, ...epilogue, bias });
+  const { scale, bias } = conv.foldedWith(bn);
+  return conv2d(x, conv.weight, { ...conv.options, ...epilogue, scale, bias });
 };
 
 /** Fully connected layer: y = x Wᵀ + b, weight [out, in]. */

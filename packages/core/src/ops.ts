@@ -76,7 +76,7 @@ export interface RandomAttrs {
 
 /** Attributes of `conv2d`: the geometry, and whether a ReLU closes the fused epilogue. */
 export type Conv2dAttrs = Conv2dGeometry & {
-  /** y = max(y, 0) after the bias and the residual are added. Default false. */
+  /** y = max(y, 0) after the scale, the bias and the residual. Default false. */
   readonly relu?: boolean;
 };
 
@@ -121,11 +121,13 @@ export interface OpTable<S = unknown> {
   matmul: [{ a: TensorView<S>; b: TensorView<S> }, { transA: boolean; transB: boolean }];
   /**
    * x [N,C,H,W] * w [K,C/groups,R,S] -> [N,K,OH,OW], with a fused epilogue applied while the output is
-   * in cache: y = act(conv(x, w) + bias[k] + residual), each part optional (bias [K], residual
-   * [N,K,OH,OW], act = ReLU when `relu`). Inference with batch-norm folded into w and bias runs a
-   * whole residual block's tail as this one op.
+   * in cache: y = act(conv(x, w)·scale[k] + bias[k] + residual), each part optional (scale and bias
+   * [K], residual [N,K,OH,OW], act = ReLU when `relu`). An inference batch-norm is scale and bias, so a
+   * residual block's convolution, batch-norm, addition and ReLU run as this one op; a backend folds
+   * scale into the weights it packs (w·scale[k] is the convolution with the batch-norm folded in),
+   * caching them by the versions of w and scale, so no folded copy of the weights lives in core.
    */
-  conv2d: [{ x: TensorView<S>; w: TensorView<S>; bias?: TensorView<S>; residual?: TensorView<S> }, Conv2dAttrs];
+  conv2d: [{ x: TensorView<S>; w: TensorView<S>; scale?: TensorView<S>; bias?: TensorView<S>; residual?: TensorView<S> }, Conv2dAttrs];
   /** dy [N,K,OH,OW], w -> dx [N,C,H,W]. */
   conv2dBackwardData: [{ dy: TensorView<S>; w: TensorView<S> }, Conv2dGeometry];
   /** x, dy -> dw [K,C/groups,R,S]. */
@@ -302,17 +304,18 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
     },
   },
   conv2d: {
-    outputs: ({ x, w, bias, residual }, g) => {
+    outputs: ({ x, w, scale, bias, residual }, g) => {
       needF32('conv2d', x, 'x');
       needF32('conv2d', w, 'w');
       expectShape('conv2d', x, [g.batch, g.inChannels, g.inH, g.inW], 'x');
       expectShape('conv2d', w, [g.outChannels, g.inChannels / g.groups, g.kernelH, g.kernelW], 'w');
       checkConv('conv2d', g);
       const y = [g.batch, g.outChannels, g.outH, g.outW];
-      if (bias) {
-        needF32('conv2d', bias, 'bias');
-        expectShape('conv2d', bias, [g.outChannels], 'bias');
-      }
+      for (const [t, name] of [[scale, 'scale'], [bias, 'bias']] as const)
+        if (t) {
+          needF32('conv2d', t, name);
+          expectShape('conv2d', t, [g.outChannels], name);
+        }
       if (residual) {
         needF32('conv2d', residual, 'residual');
         expectShape('conv2d', residual, y, 'residual');

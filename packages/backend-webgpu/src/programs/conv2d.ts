@@ -3,7 +3,7 @@
  * pixels (n, oh, ow), depth the (c, r, s) taps; the skeleton's batch index is the group. Channels
  * as rows keep the pixels, the long side, on the lanes, where consecutive columns store contiguously.
  *
- * The fused epilogue (bias per output channel, a residual of the output's shape, a ReLU) is applied
+ * The fused epilogue (a scale and a bias per output channel, a residual of the output's shape, a ReLU) is applied
  * in `storeC`, where each sum is final (the forward never splits its depth), so both GEMM kernels
  * get it and the output is written once.
  */
@@ -44,21 +44,25 @@ fn tap(p: Pixel, t: Tap) -> f32 {
   return x[p.img * u.inC * u.inH * u.inW + t.off + u32(ih) * u.inW + u32(iw)];
 }`;
 
-/** What conv2d adds to each output before storing it: which of bias[k], residual, then a ReLU. */
+/** What conv2d does to each output before storing it: which of ·scale[k], + bias[k], + residual, then a ReLU. */
 export interface ConvEpilogue {
+  readonly scale: boolean;
   readonly bias: boolean;
   readonly residual: boolean;
   readonly relu: boolean;
 }
 
-const PLAIN: ConvEpilogue = { bias: false, residual: false, relu: false };
+const PLAIN: ConvEpilogue = { scale: false, bias: false, residual: false, relu: false };
 
-/** The program of act(conv2d(x, w) + bias + residual) with geometry g on `kernel`; inputs x, w, then bias and residual where given. */
+/**
+ * The program of act(conv2d(x, w)·scale + bias + residual) with geometry g on `kernel`; inputs x, w,
+ * then scale, bias and residual where given.
+ */
 export const conv2dProgram = (g: Conv2dGeometry, kernel: GemmKernel, e: ConvEpilogue = PLAIN): Program => {
-  const sum = ['v', ...(e.bias ? ['bias[g * u.kg + m]'] : []), ...(e.residual ? ['residual[at]'] : [])].join(' + ');
+  const sum = [e.scale ? 'v * scale[g * u.kg + m]' : 'v', ...(e.bias ? ['bias[g * u.kg + m]'] : []), ...(e.residual ? ['residual[at]'] : [])].join(' + ');
   return gemmProgram(
     {
-      key: `conv2d|${e.bias}|${e.residual}|${e.relu}`,
+      key: `conv2d|${e.scale}|${e.bias}|${e.residual}|${e.relu}`,
       batch: g.groups,
       rows: g.outChannels / g.groups,
       cols: g.batch * g.outH * g.outW,
@@ -66,6 +70,7 @@ export const conv2dProgram = (g: Conv2dGeometry, kernel: GemmKernel, e: ConvEpil
       inputs: [
         { name: 'x', type: 'f32' },
         { name: 'w', type: 'f32' },
+        ...(e.scale ? [{ name: 'scale', type: 'f32' as const }] : []),
         ...(e.bias ? [{ name: 'bias', type: 'f32' as const }] : []),
         ...(e.residual ? [{ name: 'residual', type: 'f32' as const }] : []),
       ],

@@ -345,19 +345,23 @@ const CONV_SPECIAL: [string, number[], number[], Conv2dOptions][] = [
 
 /** The parts of conv2d's fused epilogue a case turns on. */
 interface Epilogue {
+  scale?: boolean;
   bias?: boolean;
   residual?: boolean;
   relu?: boolean;
 }
+/** Each part alone and the combinations residual blocks use (a folded batch-norm is scale + bias). */
 const EPILOGUES: Epilogue[] = [
+  { scale: true },
   { bias: true },
   { residual: true },
   { relu: true },
   { bias: true, relu: true },
   { residual: true, relu: true },
-  { bias: true, residual: true, relu: true },
+  { scale: true, bias: true, relu: true },
+  { scale: true, bias: true, residual: true, relu: true },
 ];
-const epilogueName = (e: Epilogue) => ['bias', 'residual', 'relu'].filter((k) => e[k as keyof Epilogue]).join('+');
+const epilogueName = (e: Epilogue) => ['scale', 'bias', 'residual', 'relu'].filter((k) => e[k as keyof Epilogue]).join('+');
 
 /** Shapes for the epilogue: the layers of the CIFAR and ImageNet ResNets, and geometries fast paths leave to the general one. */
 const EPILOGUE_SHAPES: [string, number[], number[], Conv2dOptions][] = [
@@ -377,10 +381,16 @@ const epilogueCase = (label: string, x: number[], w: number[], opts: Conv2dOptio
     const g = conv2dGeometry(x, w, opts);
     const xs = rng.uniform(x);
     const ws = rng.uniform(w);
+    // Scales of both signs and a zero, as a batch-norm with zero-initialised gamma has.
+    const scale = e.scale ? r([g.outChannels], rng.uniform([g.outChannels], -2, 2).data.map((v, i) => (i === 1 ? 0 : v))) : undefined;
     const bias = e.bias ? rng.uniform([g.outChannels]) : undefined;
     const residual = e.residual ? rng.uniform([g.batch, g.outChannels, g.outH, g.outW], -2, 2) : undefined;
-    const scale = maxAbs(xs) * maxAbs(ws) + (bias ? maxAbs(bias) : 0) + (residual ? maxAbs(residual) : 0);
-    return { inputs: { x: xs, w: ws, bias, residual }, attrs: { ...g, relu: e.relu ?? false }, tol: { k: (g.inChannels / g.groups) * g.kernelH * g.kernelW, scale } };
+    const magnitude = maxAbs(xs) * maxAbs(ws) * (scale ? maxAbs(scale) : 1) + (bias ? maxAbs(bias) : 0) + (residual ? maxAbs(residual) : 0);
+    return {
+      inputs: { x: xs, w: ws, scale, bias, residual },
+      attrs: { ...g, relu: e.relu ?? false },
+      tol: { k: (g.inChannels / g.groups) * g.kernelH * g.kernelW, scale: magnitude },
+    };
   }) as ConformanceCase;
 
 const convCases = (): ConformanceCase[] => [
@@ -834,6 +844,7 @@ const errorCases = (): ConformanceCase[] => [
   errorCase('error/labels of the wrong length', 'softmaxCrossEntropy', () => softmaxCrossEntropy(zeros([2, 3]), tensor(Int32Array.of(0, 1, 2))), 'softmaxCrossEntropy', 'labels'),
   errorCase('error/batchNormTrain gamma of the wrong size', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([4, 3]), gamma: zeros([2]), beta: zeros([3]) }, { eps: 1e-5 }), 'batchNormTrain', 'gamma', '[2]'),
   errorCase('error/batchNormTrain with one value per channel', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([1, 3]), gamma: zeros([3]), beta: zeros([3]) }, { eps: 1e-5 }), 'batchNormTrain'),
+  errorCase('error/conv2d scale of the wrong size', 'conv2d', () => conv2d(zeros([1, 3, 5, 5]), zeros([4, 3, 3, 3]), { scale: zeros([4, 1]) }), 'conv2d', 'scale', '[4, 1]'),
   errorCase('error/conv2d bias of the wrong size', 'conv2d', () => conv2d(zeros([1, 3, 5, 5]), zeros([4, 3, 3, 3]), { bias: zeros([3]) }), 'conv2d', 'bias', '[3]'),
   errorCase('error/conv2d residual of the wrong shape', 'conv2d', () => conv2d(zeros([1, 3, 5, 5]), zeros([4, 3, 3, 3]), { residual: zeros([1, 4, 5, 5]) }), 'conv2d', 'residual', '[1, 4, 3, 3]', '[1, 4, 5, 5]'),
   errorCase('error/batchNormTrain residual of the wrong shape', 'batchNormTrain', () => runOp('batchNormTrain', { x: zeros([4, 3]), gamma: zeros([3]), beta: zeros([3]), residual: zeros([4, 2]) }, { eps: 1e-5 }), 'batchNormTrain', 'residual', '[4, 2]'),

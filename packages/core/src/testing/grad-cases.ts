@@ -190,19 +190,21 @@ const convPoolGrads = (): ConformanceCase[] => [
   }),
 ];
 
-/** conv2d's fused epilogue, d every input: act(conv(x, w) + bias + residual). */
+/** conv2d's fused epilogue, d every input: act(conv(x, w)·scale + bias + residual). */
 const epilogueGrads = (): ConformanceCase[] => {
   const opts = { padding: 1 };
   const geom = conv2dGeometry([2, 3, 5, 4], [4, 3, 3, 3], opts);
-  const inputs = (g: Rng) => ({ x: g.uniform([2, 3, 5, 4]), w: g.uniform([4, 3, 3, 3]), bias: g.uniform([4]), residual: g.uniform([2, 4, 5, 4], -2, 2) });
+  const inputs = (g: Rng) => ({
+    x: g.uniform([2, 3, 5, 4]), w: g.uniform([4, 3, 3, 3]), scale: g.uniform([4], 0.5, 2), bias: g.uniform([4]), residual: g.uniform([2, 4, 5, 4], -2, 2),
+  });
   return [true, false].flatMap((relu) =>
-    ['x', 'w', 'bias', 'residual'].map((wrt) =>
-      gradCase(`grad/conv2d epilogue bias+residual${relu ? '+relu' : ''} d${wrt}`, 'conv2d', (g) => ({
+    ['x', 'w', 'scale', 'bias', 'residual'].map((wrt) =>
+      gradCase(`grad/conv2d epilogue scale+bias+residual${relu ? '+relu' : ''} d${wrt}`, 'conv2d', (g) => ({
         inputs: inputs(g),
         wrt,
-        f: ({ x, w, bias, residual }) => conv2d(x, w, { ...opts, bias, residual, relu }),
+        f: ({ x, w, scale, bias, residual }) => conv2d(x, w, { ...opts, scale, bias, residual, relu }),
         fref: (t) => refOne('conv2d', t, { ...geom, relu }),
-        k: wrt === 'w' || wrt === 'bias' ? 40 : 36,
+        k: wrt === 'w' || wrt === 'bias' || wrt === 'scale' ? 40 : 36,
       })),
     ),
   );

@@ -32,6 +32,8 @@ describe('reference against hand-computed values', () => {
     close(ref.conv2d({ x, w: w2, bias }, g)[0], [38, 48, 68, 78, 63, 53, 33, 23]);
     close(ref.conv2d({ x, w: w2, residual }, { ...g, relu: true })[0], [37, 47, 0, 77, 0, 0, 0, 0]);
     close(ref.conv2d({ x, w: w2, bias, residual }, { ...g, relu: true })[0], [38, 48, 0, 78, 63, 63, 33, 23]);
+    // scale multiplies the convolution before the bias: a folded batch-norm.
+    close(ref.conv2d({ x, w: w2, scale: refTensor([2], [2, -1]), bias }, g)[0], [75, 95, 135, 155, 137, 147, 167, 177]);
   });
 
   it('batchNormTrain epilogue: residual added after the affine map, ReLU last', () => {

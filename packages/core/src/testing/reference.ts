@@ -130,7 +130,7 @@ const pixel = (x: RefTensor, n: number, c: number, h: number, w: number): number
   return x.data[((n * C + c) * H + h) * W + w];
 };
 
-const conv2d: RefOp<'conv2d'> = ({ x, w, bias, residual }, g) => {
+const conv2d: RefOp<'conv2d'> = ({ x, w, scale, bias, residual }, g) => {
   const y = refTensor([g.batch, g.outChannels, g.outH, g.outW]);
   const plane = g.outH * g.outW;
   const kPerGroup = g.outChannels / g.groups;
@@ -148,7 +148,7 @@ const conv2d: RefOp<'conv2d'> = ({ x, w, bias, residual }, g) => {
                 const v = pixel(x, n, group * cPerGroup + c, oh * g.strideH - g.padTop + r * g.dilationH, ow * g.strideW - g.padLeft + s * g.dilationW);
                 if (v !== undefined) acc += v * w.data[((k * cPerGroup + c) * g.kernelH + r) * g.kernelW + s];
               }
-          y.data[o] = acc;
+          y.data[o] = scale ? acc * scale.data[k] : acc;
         }
   return [epilogue(y, (i) => (bias ? bias.data[Math.floor(i / plane) % g.outChannels] : 0), residual, g.relu)];
 };
