@@ -176,6 +176,25 @@ export class Tensor implements Disposable {
     return this;
   }
 
+  /**
+   * @internal `assign` without the copy, for a `src` made only to be assigned (initialisers): this
+   * tensor takes src's storage, its own is freed, and src is disposed. Falls back to `assign` when
+   * src's storage is shared (a view) or held by a graph.
+   */
+  adopt(src: Tensor): this {
+    if (src.ref.refs !== 1 || src.graphRefs > 0 || src.ref.backend !== this.ref.backend || src.#disposed) return this.assign(src);
+    this.assertLive('assigned');
+    if (src.shape.join() !== this.shape.join() || src.dtype !== this.dtype)
+      throw new Error(`assign: source ${src.dtype}[${src.shape.join(', ')}] does not match target ${this.dtype}[${this.shape.join(', ')}]`);
+    if (this.graphRefs > 0) throw new Error('assign: this tensor is still needed by a recorded graph; call backward() or dispose the graph first');
+    if (--this.ref.refs === 0) this.ref.backend.free(this.ref.storage);
+    this.ref = { backend: src.ref.backend, storage: src.ref.storage, refs: 1, version: nextVersion() };
+    // src gives its storage away: disposed, without freeing what is now this tensor's.
+    src.#freed = true;
+    src.dispose();
+    return this;
+  }
+
   /** Frees the storage (deferred while a recorded op still needs it for backward). Idempotent. */
   dispose(): void {
     if (this.#disposed) return;

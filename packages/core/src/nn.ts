@@ -4,11 +4,10 @@
  */
 import {
   add, avgPool2d, batchNormTrain, channelAffine, conv2d, crossEntropy, flatten, globalAvgPool2d, matmul, maxPool2d, mul, neg,
-  reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
+  rand, reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
 } from './api.js';
 import { isGradEnabled, noGrad, tidy, type Tensor } from './engine.js';
 import type { Conv2dOptions, Pair, Pool2dOptions } from './geometry.js';
-import { uniform_ } from './init.js';
 
 /** Raised by `loadStateDict`; lists every key at fault. */
 export class StateDictError extends Error {
@@ -198,8 +197,8 @@ export class Conv2d extends Module {
     const shape = [outChannels, inChannels / groups, kh, kw];
     if (!Number.isInteger(shape[1])) throw new Error(`Conv2d: in_channels ${inChannels} is not divisible by groups ${groups}`);
     const bound = 1 / Math.sqrt(fanIn(shape));
-    this.weight = this.registerParameter('weight', uniform_(zeros(shape), -bound, bound));
-    this.bias = this.registerParameter('bias', bias ? uniform_(zeros([outChannels]), -bound, bound) : null);
+    this.weight = this.registerParameter('weight', rand(shape, { low: -bound, high: bound }));
+    this.bias = this.registerParameter('bias', bias ? rand([outChannels], { low: -bound, high: bound }) : null);
     this.options = options;
   }
 
@@ -338,8 +337,8 @@ export class Linear extends Module {
   constructor(inFeatures: number, outFeatures: number, { bias = true } = {}) {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
-    this.weight = this.registerParameter('weight', uniform_(zeros([outFeatures, inFeatures]), -bound, bound));
-    this.bias = this.registerParameter('bias', bias ? uniform_(zeros([outFeatures]), -bound, bound) : null);
+    this.weight = this.registerParameter('weight', rand([outFeatures, inFeatures], { low: -bound, high: bound }));
+    this.bias = this.registerParameter('bias', bias ? rand([outFeatures], { low: -bound, high: bound }) : null);
   }
 
   forward(x: Tensor): Tensor {
