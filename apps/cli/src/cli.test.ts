@@ -178,9 +178,14 @@ describe('options and config files', () => {
     expect(r.stderr).toMatch(/--model.*resnet20/);
   });
 
-  it('devices lists the CPU backend with a passing self-check', () => {
+  it('devices lists the CPU backend with a passing self-check, and which provider runs it', () => {
     const d = json(['devices']);
-    expect(d.find((x: { backend: string }) => x.backend === 'cpu')).toMatchObject({ available: true, selfCheck: 'ok' });
+    const cpu = d.find((x: { backend: string }) => x.backend === 'cpu');
+    expect(cpu).toMatchObject({ available: true, selfCheck: 'ok' });
+    // The native provider runs where it loads; elsewhere the WebAssembly one, with what to install.
+    if (cpu.native.available) expect(cpu).toMatchObject({ provider: 'native', device: expect.stringMatching(/oneDNN/) });
+    else expect(cpu).toMatchObject({ provider: 'wasm', native: { install: expect.stringMatching(/libdnnl-dev/) } });
+    if (process.env.RESIDUAL_REQUIRE_NATIVE === '1') expect(cpu.provider).toBe('native');
   }, 60_000);
 
   it('weights inspect lists tensors with torchvision dtypes', async () => {

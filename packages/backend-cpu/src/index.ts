@@ -25,6 +25,14 @@ export type { CpuStorage } from './memory.js';
 /** Which kernels run the heavy ops: oneDNN in native code, or WebAssembly SIMD. */
 export type CpuProvider = 'native' | 'wasm';
 
+/** Whether the native provider can run here: the library's version and instruction set, or why not and what to install. */
+export const nativeProvider = (): { available: true; version: string; isa: string } | { available: false; reason: string; install: string } => {
+  const native = loadOneDnn();
+  if ('missing' in native) return { available: false, reason: native.missing, install: NATIVE_HINT };
+  const { version, isa } = native.addon.info();
+  return { available: true, version, isa };
+};
+
 /** The CPU backend, which also says which provider runs its heavy ops. */
 export type CpuBackend = Backend<CpuStorage> & { readonly provider: CpuProvider };
 

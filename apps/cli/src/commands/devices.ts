@@ -8,6 +8,9 @@ interface DeviceInfo {
   backend: string;
   available: boolean;
   device?: string;
+  /** The CPU backend's provider ('native' on oneDNN, or 'wasm'), and the native one's state. */
+  provider?: string;
+  native?: unknown;
   selfCheck?: 'ok' | string;
   error?: string;
 }
@@ -31,9 +34,10 @@ export const registerDevices = (program: Command): void => {
       const out: DeviceInfo[] = [];
       for (const [name, pkg] of [['cpu', '@residual/backend-cpu'], ['webgpu', '@residual/backend-webgpu']] as const) {
         try {
-          const mod = (await import(pkg)) as { createBackend(): Promise<Backend> | Backend };
-          const b = await mod.createBackend();
-          out.push({ backend: name, available: true, device: b.device, selfCheck: await selfCheck(b) });
+          const mod = (await import(pkg)) as { createBackend(): Promise<Backend> | Backend; nativeProvider?: () => unknown };
+          const b = (await mod.createBackend()) as Backend & { provider?: string };
+          const native = mod.nativeProvider?.();
+          out.push({ backend: name, available: true, device: b.device, provider: b.provider, native, selfCheck: await selfCheck(b) });
         } catch (e) {
           out.push({ backend: name, available: false, error: (e as Error).message.split('\n')[0] });
         }
