@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -175,14 +176,27 @@ class WeightCache {
     e->scaleVersion = scale ? scale->version : 0;
     return e->packed;
   }
+  /**
+   * Whether these exact contents (weights and scale versions) were asked for before: weights that come
+   * again (inference) are worth a costly one-time transform; weights new at every call (training) not.
+   */
+  bool seenBefore(Weights w, const Weights* scale) {
+    auto& last = seen_[{w.data, scale ? scale->data : nullptr}];
+    const std::pair<double, double> now{w.version, scale ? scale->version : 0};
+    const bool again = last == now;
+    last = now;
+    return again;
+  }
   void clear() {
     entries_.clear();
+    seen_.clear();
     bytes_ = 0;
   }
   size_t bytes() const { return bytes_; }
 
  private:
   static constexpr size_t kWeightCacheBytes = size_t(1) << 30;
+  std::map<std::pair<const float*, const float*>, std::pair<double, double>> seen_;
   struct Entry {
     const float* weights;
     const float* scale;
@@ -209,6 +223,14 @@ WeightCache weightCache;
 struct Conv {
   memory::desc src, weights, bias, dst, userSrc, userWeights, userDst;
   primitive fwd;
+  /**
+   * Winograd only: the forward for weights seen once. The inference primitive above takes weights
+   * already transformed (cached; a 1-2 ms transform for 64x64 channels), which pays only when the
+   * same weights come again; this one transforms them as it goes, which costs less per call. Training
+   * (new weights every step) takes this one, inference the other from the second call.
+   */
+  primitive fwdOnce;
+  memory::desc weightsOnce;
   primitive bwdData;
   primitive bwdWeights;
   memory::desc bwdDataWeights, bwdDataDiffDst, bwdDataDiffSrc;
@@ -270,7 +292,7 @@ Conv& forwardConv(const Geometry& g, bool bias, bool residual, bool relu) {
   const std::string key = "f" + g.key() + std::to_string(bias) + std::to_string(residual) + std::to_string(relu);
   auto& slot = convs[key];
   if (slot) return *slot;
-  auto pd = bestForward(g, bias, residual, relu, 0, prop_kind::forward_inference).first;
+  auto [pd, alg] = bestForward(g, bias, residual, relu, 0, prop_kind::forward_inference);
   auto c = std::make_unique<Conv>();
   c->src = pd.src_desc();
   c->weights = pd.weights_desc();
@@ -281,6 +303,13 @@ Conv& forwardConv(const Geometry& g, bool bias, bool residual, bool relu) {
   c->userDst = activation(g.dst());
   c->fwd = convolution_forward(pd);
   c->impl = pd.impl_info_str();
+  if (alg == algorithm::convolution_winograd) {
+    auto once = forwardDesc(g, bias, residual, relu, alg, prop_kind::forward_training);
+    if (once.src_desc() == c->src && once.dst_desc() == c->dst && !(once.weights_desc() == c->weights)) {
+      c->fwdOnce = convolution_forward(once);
+      c->weightsOnce = once.weights_desc();
+    }
+  }
   slot = std::move(c);
   return *slot;
 }
@@ -345,7 +374,9 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const bool relu = flag(info[9]);
   Conv& c = forwardConv(g, bias, residual, relu);
   memory src = operand(c.src, c.userSrc, x, 0, true);
-  memory wm = weightCache.get(w, scaled ? &scale : nullptr, c.weights, c.userWeights, g.k);
+  const bool again = weightCache.seenBefore(w, scaled ? &scale : nullptr);
+  const bool once = !again && c.fwdOnce;
+  memory wm = weightCache.get(w, scaled ? &scale : nullptr, once ? c.weightsOnce : c.weights, c.userWeights, g.k);
   // The sum post-op adds what the destination holds: put the residual there, in the primitive's layout.
   memory dst = operand(c.dst, c.userDst, y, 1, false);
   if (residual) {
@@ -355,7 +386,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(c.bias, cpu(), bias));
-  c.fwd.execute(queue(), args);
+  (once ? c.fwdOnce : c.fwd).execute(queue(), args);
   writeBack(dst, c.userDst, y);
   queue().wait();
   return info.Env().Undefined();
