@@ -111,8 +111,12 @@ class Buffer {
   size_t size_ = 0;
 };
 
-/** Scratch for operands in oneDNN's layouts: one buffer per role, reused by every call (calls never overlap). */
-Buffer scratch[3];
+/**
+ * Scratch for operands in oneDNN's layouts: one buffer per role, reused by every call (calls never
+ * overlap): 0 and 1 activations, 2 weights being folded, 3 weights packed for one call, 4 the
+ * primitives' own scratchpads (oneDNN's user mode: one buffer for all, not one per primitive).
+ */
+Buffer scratch[5];
 
 /**
  * `user` (plain layout, the caller's array) as `want`: the array itself when the layouts agree, else
@@ -149,6 +153,16 @@ struct Weights {
  */
 class WeightCache {
  public:
+  /**
+   * The weights packed as `want` for this call only, in scratch: for weights seen once (see
+   * seenBefore), which a cache entry would only hold on to.
+   */
+  memory once(Weights w, const Weights* scale, const memory::desc& want, const memory::desc& userDesc, int64_t outChannels) {
+    memory m(want, cpu(), scratch[3].get(want.get_size()));
+    pack(w, scale, m, userDesc, outChannels);
+    return m;
+  }
+
   memory get(Weights w, const Weights* scale, const memory::desc& want, const memory::desc& userDesc, int64_t outChannels) {
     if (want == userDesc && !scale) return memory(userDesc, cpu(), w.data);
     Entry* e = find(w.data, scale ? scale->data : nullptr, want);
@@ -162,30 +176,22 @@ class WeightCache {
         entries_.pop_back();
       }
     }
-    memory u(userDesc, cpu(), w.data);
-    if (scale) {
-      // Fold first, in the caller's layout ([K, C/g, R, S] row-major: a run per output channel).
-      const size_t n = userDesc.get_size() / sizeof(float), run = n / outChannels;
-      float* folded = static_cast<float*>(scratch[2].get(userDesc.get_size()));
-      for (int64_t k = 0; k < outChannels; k++)
-        for (size_t i = 0; i < run; i++) folded[k * run + i] = w.data[k * run + i] * scale->data[k];
-      u = memory(userDesc, cpu(), folded);
-    }
-    reorder(u, e->packed).execute(queue(), u, e->packed);
+    pack(w, scale, e->packed, userDesc, outChannels);
     e->version = w.version;
     e->scaleVersion = scale ? scale->version : 0;
     return e->packed;
   }
   /**
-   * Whether these exact contents (weights and scale versions) were asked for before: weights that come
-   * again (inference) are worth a costly one-time transform; weights new at every call (training) not.
+   * Whether these arrays were last seen holding other contents: weights rewritten between calls
+   * (training) are not worth a costly one-time transform; weights that come again, or arrive new
+   * (inference's first call), are.
    */
-  bool seenBefore(Weights w, const Weights* scale) {
-    auto& last = seen_[{w.data, scale ? scale->data : nullptr}];
+  bool rewritten(Weights w, const Weights* scale) {
     const std::pair<double, double> now{w.version, scale ? scale->version : 0};
-    const bool again = last == now;
-    last = now;
-    return again;
+    auto [it, fresh] = seen_.try_emplace({w.data, scale ? scale->data : nullptr}, now);
+    const bool changed = !fresh && it->second != now;
+    it->second = now;
+    return changed;
   }
   void clear() {
     entries_.clear();
@@ -214,23 +220,56 @@ class WeightCache {
   }
   std::list<Entry> entries_;
   size_t bytes_ = 0;
+
+  /** Reorders w (times scale per output channel) into `packed`. */
+  static void pack(Weights w, const Weights* scale, memory& packed, const memory::desc& userDesc, int64_t outChannels) {
+    memory u(userDesc, cpu(), w.data);
+    if (scale) {
+      // Fold first, in the caller's layout ([K, C/g, R, S] row-major: a run per output channel).
+      const size_t n = userDesc.get_size() / sizeof(float), run = n / outChannels;
+      float* folded = static_cast<float*>(scratch[2].get(userDesc.get_size()));
+      for (int64_t k = 0; k < outChannels; k++)
+        for (size_t i = 0; i < run; i++) folded[k * run + i] = w.data[k * run + i] * scale->data[k];
+      u = memory(userDesc, cpu(), folded);
+    }
+    reorder(u, packed).execute(queue(), u, packed);
+  }
 };
 WeightCache weightCache;
 
 // --- primitive cache ----------------------------------------------------------------------------
 
+/** Attributes that leave a primitive's scratchpad to the caller: scratch slot 4, shared by all. */
+primitive_attr userScratchpad() {
+  primitive_attr attr;
+  attr.set_scratchpad_mode(scratchpad_mode::user);
+  return attr;
+}
+
+/** `args` plus the scratchpad a primitive described by `pd` needs. */
+std::unordered_map<int, memory> withScratchpad(std::unordered_map<int, memory> args, const memory::desc& pad) {
+  if (pad.get_size() > 0) args.emplace(DNNL_ARG_SCRATCHPAD, memory(pad, cpu(), scratch[4].get(pad.get_size())));
+  return args;
+}
+
 /** The primitives of one convolution shape and epilogue, made once. */
 struct Conv {
   memory::desc src, weights, bias, dst, userSrc, userWeights, userDst;
+  /** The forward; made on first use (Winograd: from the second sighting of a weight, see below). */
+  convolution_forward::primitive_desc fwdDesc;
   primitive fwd;
   /**
    * Winograd only: the forward for weights seen once. The inference primitive above takes weights
    * already transformed (cached; a 1-2 ms transform for 64x64 channels), which pays only when the
-   * same weights come again; this one transforms them as it goes, which costs less per call. Training
-   * (new weights every step) takes this one, inference the other from the second call.
+   * same weights come again; this one transforms them as it goes, which costs less per call. Weights
+   * rewritten since their last call (training) take this one; new or unchanged weights the other.
    */
+  convolution_forward::primitive_desc onceDesc;
   primitive fwdOnce;
+  bool hasOnce = false;
   memory::desc weightsOnce;
+  /** Scratchpads of the primitives above and below, in the same order. */
+  memory::desc fwdPad, fwdOncePad, bwdDataPad, bwdWeightsPad;
   primitive bwdData;
   primitive bwdWeights;
   memory::desc bwdDataWeights, bwdDataDiffDst, bwdDataDiffSrc;
@@ -265,7 +304,7 @@ convolution_forward::primitive_desc forwardDesc(const Geometry& g, bool bias, bo
   post_ops ops;
   if (residual) ops.append_sum(1.f);
   if (relu) ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
-  primitive_attr attr;
+  primitive_attr attr = userScratchpad();
   attr.set_post_ops(ops);
   auto desc = bias ? convolution_forward::desc(prop, alg, src, w, b, dst, strides, dil, padL, padR)
                    : convolution_forward::desc(prop, alg, src, w, dst, strides, dil, padL, padR);
@@ -301,13 +340,16 @@ Conv& forwardConv(const Geometry& g, bool bias, bool residual, bool relu) {
   c->userSrc = activation(g.src());
   c->userWeights = memory::desc(g.weights(), dt::f32, g.weightsTag());
   c->userDst = activation(g.dst());
-  c->fwd = convolution_forward(pd);
+  c->fwdDesc = pd;
+  c->fwdPad = pd.scratchpad_desc();
   c->impl = pd.impl_info_str();
   if (alg == algorithm::convolution_winograd) {
     auto once = forwardDesc(g, bias, residual, relu, alg, prop_kind::forward_training);
     if (once.src_desc() == c->src && once.dst_desc() == c->dst && !(once.weights_desc() == c->weights)) {
-      c->fwdOnce = convolution_forward(once);
+      c->onceDesc = once;
+      c->hasOnce = true;
       c->weightsOnce = once.weights_desc();
+      c->fwdOncePad = once.scratchpad_desc();
     }
   }
   slot = std::move(c);
@@ -335,21 +377,23 @@ Conv& backwardConv(const Geometry& g, int pass) {
   };
   if (pass == 1) {
     auto pd = own([&](const memory::desc& src, const memory::desc& dst) {
-      return convolution_backward_data::primitive_desc({alg, src, w, dst, strides, dil, padL, padR}, cpu(), hint);
+      return convolution_backward_data::primitive_desc({alg, src, w, dst, strides, dil, padL, padR}, userScratchpad(), cpu(), hint);
     });
     c->bwdDataWeights = pd.weights_desc();
     c->bwdDataDiffDst = pd.diff_dst_desc();
     c->bwdDataDiffSrc = pd.diff_src_desc();
     c->bwdData = convolution_backward_data(pd);
+    c->bwdDataPad = pd.scratchpad_desc();
     c->impl = pd.impl_info_str();
   } else {
     auto pd = own([&](const memory::desc& src, const memory::desc& dst) {
-      return convolution_backward_weights::primitive_desc({alg, src, w, dst, strides, dil, padL, padR}, cpu(), hint);
+      return convolution_backward_weights::primitive_desc({alg, src, w, dst, strides, dil, padL, padR}, userScratchpad(), cpu(), hint);
     });
     c->bwdWeightsSrc = pd.src_desc();
     c->bwdWeightsDiffDst = pd.diff_dst_desc();
     c->bwdWeightsDiff = pd.diff_weights_desc();
     c->bwdWeights = convolution_backward_weights(pd);
+    c->bwdWeightsPad = pd.scratchpad_desc();
     c->impl = pd.impl_info_str();
   }
   slot = std::move(c);
@@ -374,9 +418,14 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const bool relu = flag(info[9]);
   Conv& c = forwardConv(g, bias, residual, relu);
   memory src = operand(c.src, c.userSrc, x, 0, true);
-  const bool again = weightCache.seenBefore(w, scaled ? &scale : nullptr);
-  const bool once = !again && c.fwdOnce;
-  memory wm = weightCache.get(w, scaled ? &scale : nullptr, once ? c.weightsOnce : c.weights, c.userWeights, g.k);
+  const bool once = c.hasOnce && weightCache.rewritten(w, scaled ? &scale : nullptr);
+  if (once && !c.fwdOnce) c.fwdOnce = convolution_forward(c.onceDesc);
+  if (!once) {
+    if (!c.fwd) c.fwd = convolution_forward(c.fwdDesc);
+    c.fwdOnce = primitive();
+  }
+  const Weights* sp = scaled ? &scale : nullptr;
+  memory wm = once ? weightCache.once(w, sp, c.weightsOnce, c.userWeights, g.k) : weightCache.get(w, sp, c.weights, c.userWeights, g.k);
   // The sum post-op adds what the destination holds: put the residual there, in the primitive's layout.
   memory dst = operand(c.dst, c.userDst, y, 1, false);
   if (residual) {
@@ -386,7 +435,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, dst}};
   if (bias) args.emplace(DNNL_ARG_BIAS, memory(c.bias, cpu(), bias));
-  (once ? c.fwdOnce : c.fwd).execute(queue(), args);
+  (once ? c.fwdOnce : c.fwd).execute(queue(), withScratchpad(std::move(args), once ? c.fwdOncePad : c.fwdPad));
   writeBack(dst, c.userDst, y);
   queue().wait();
   return info.Env().Undefined();
@@ -400,7 +449,7 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   memory ddst = operand(c.bwdDataDiffDst, c.userDst, dy, 0, true);
   memory wm = weightCache.get(weightsOf(info[1], info[2]), nullptr, c.bwdDataWeights, c.userWeights, g.k);
   memory dsrc = operand(c.bwdDataDiffSrc, c.userSrc, dx, 1, false);
-  c.bwdData.execute(queue(), {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}});
+  c.bwdData.execute(queue(), withScratchpad({{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dsrc}}, c.bwdDataPad));
   writeBack(dsrc, c.userSrc, dx);
   queue().wait();
   return info.Env().Undefined();
@@ -414,7 +463,7 @@ Napi::Value Conv2dBackwardFilter(const Napi::CallbackInfo& info) {
   memory src = operand(c.bwdWeightsSrc, c.userSrc, x, 0, true);
   memory ddst = operand(c.bwdWeightsDiffDst, c.userDst, dy, 1, true);
   memory dwm = operand(c.bwdWeightsDiff, c.userWeights, dw, 2, false);
-  c.bwdWeights.execute(queue(), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}});
+  c.bwdWeights.execute(queue(), withScratchpad({{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dwm}}, c.bwdWeightsPad));
   writeBack(dwm, c.userWeights, dw);
   queue().wait();
   return info.Env().Undefined();

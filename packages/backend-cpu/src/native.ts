@@ -57,9 +57,6 @@ export const loadOneDnn = (): { addon: OneDnn } | { missing: string } => {
   const path = new URL('../native/build/Release/residual_onednn.node', import.meta.url);
   if (!node.fs.existsSync(path)) return (loaded = { missing: 'the oneDNN addon was not built at install' });
   try {
-    // OpenMP threads, once idle, sleep rather than spin: the WebAssembly provider's threads and the
-    // rest of the process need the cores between oneDNN's calls. Read by libgomp when it loads.
-    process.env.OMP_WAIT_POLICY ??= 'passive';
     return (loaded = { addon: node.module.createRequire(import.meta.url)(path.pathname) as OneDnn });
   } catch (e) {
     return (loaded = { missing: `the oneDNN addon does not load (${(e as Error).message.split('\n')[0]})` });
