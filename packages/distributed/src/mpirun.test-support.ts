@@ -18,11 +18,11 @@ export interface RanksResult {
   readonly stderr: string;
 }
 
-/** Runs `test/<script>` as `np` ranks of one thread each (the process survives a kill of one rank). */
-export const runRanks = (np: number, script: string, args: string[] = [], env: Record<string, string> = {}, onLine?: (l: Record<string, unknown>) => void): Promise<RanksResult> => {
+/** Runs `test/<script>` as `np` ranks of one thread each; `mpirunArgs` go before the command. */
+export const runRanks = (np: number, script: string, args: string[] = [], mpirunArgs: string[] = []): Promise<RanksResult> => {
   const file = fileURLToPath(new URL(`../test/${script}`, import.meta.url));
-  const { command, args: mpiArgs, env: mpiEnv } = mpirunCommand(np, [process.execPath, file, ...args], { threadsPerRank: 1 });
-  const child = spawn(command, mpiArgs, { env: { ...mpiEnv, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { command, args: mpiArgs, env } = mpirunCommand(np, [...mpirunArgs, process.execPath, file, ...args], { threadsPerRank: 1 });
+  const child = spawn(command, mpiArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
   let stderr = '';
   let pending = '';
@@ -34,7 +34,6 @@ export const runRanks = (np: number, script: string, args: string[] = [], env: R
       if (!p.startsWith('{')) continue;
       const l = JSON.parse(p) as Record<string, unknown>;
       lines.push(l);
-      onLine?.(l);
     }
   });
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
