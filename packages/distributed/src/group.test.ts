@@ -41,7 +41,7 @@ describe('launchers', () => {
   it('mpirun for one host: N ranks, unbound, oversubscribed, the threads shared out', () => {
     const { command, args, env } = mpirunCommand(2, ['node', 'main.js'], { threadsPerRank: 3 });
     expect(command).toBe('mpirun');
-    expect(args.slice(0, 5)).toEqual(['-np', '2', '--oversubscribe', '--bind-to', 'none']);
+    expect(args.slice(0, 8)).toEqual(['-np', '2', '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1']);
     expect(args.slice(-2)).toEqual(['node', 'main.js']);
     expect(env.RESIDUAL_THREADS).toBe('3');
   });

@@ -51,12 +51,14 @@ export interface MpirunOptions {
 
 /**
  * The `mpirun` command line that runs `command` as `np` ranks on this host: ranks not bound to a core
- * (each runs its own threads), more ranks than cores allowed, each rank's threads set through
+ * (each runs its own threads), more ranks than cores allowed, waiting ranks yielding the core, each
+ * rank's threads set through
  * RESIDUAL_THREADS, and Open MPI's refusal to run as root lifted when this process already is root.
  */
 export const mpirunCommand = (np: number, command: readonly string[], { threadsPerRank }: MpirunOptions = {}) => {
   const threads = threadsPerRank ?? Math.max(1, Math.floor(availableParallelism() / np));
-  const args = ['-np', String(np), '--oversubscribe', '--bind-to', 'none', '-x', 'RESIDUAL_THREADS'];
+  // Waiting ranks yield the core (MPI spins by default) to the compute threads beside them.
+  const args = ['-np', String(np), '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1', '-x', 'RESIDUAL_THREADS'];
   if (process.getuid?.() === 0) args.push('--allow-run-as-root');
   return { command: 'mpirun', args: [...args, ...command], env: { ...process.env, RESIDUAL_THREADS: String(threads) } };
 };

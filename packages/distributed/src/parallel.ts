@@ -42,7 +42,7 @@ export class DataParallel {
   readonly overlap: boolean;
   readonly #buckets: Bucket[] = [];
   readonly #bucketOf = new Map<Tensor, number>();
-  #count: Promise<Float64Array> | null = null;
+  #images = -1;
   #unhook: (() => void)[] = [];
 
   constructor(group: ProcessGroup, model: Module, { bucketBytes = 4 << 20, overlap }: DataParallelOptions = {}) {
@@ -60,7 +60,10 @@ export class DataParallel {
         offsets.push(at);
         at += p.size;
       }
-      this.#buckets.push({ params: current, offsets, data: new Float32Array(at), ready: 0, reduced: null });
+      // The first bucket carries one more element: the rank's image count, summed with the gradients
+      // (exact in float32 below 2^24 images), so a step needs no collective of its own to count them.
+      const extra = this.#buckets.length === 0 ? 1 : 0;
+      this.#buckets.push({ params: current, offsets, data: new Float32Array(at + extra), ready: 0, reduced: null });
       current = [];
       size = 0;
     };
@@ -71,6 +74,7 @@ export class DataParallel {
       if (size >= bucketBytes) close();
     }
     close();
+    if (!this.#buckets.length) throw new DistributedError('DataParallel: the model has no parameters to train');
   }
 
   /** This process's rank. */
@@ -111,11 +115,13 @@ export class DataParallel {
    * gradient hooks that start each bucket's sum once backward has produced all its gradients.
    */
   beginStep(images: number): void {
-    this.#count = this.group.allReduce(Float64Array.of(images));
+    this.#images = images;
     for (const b of this.#buckets) {
       b.ready = 0;
       b.reduced = null;
     }
+    const first = this.#buckets[0];
+    if (first) first.data[first.data.length - 1] = images;
     if (this.overlap && !this.#unhook.length)
       this.#unhook = this.model.parameters().map((p) => p.onGradReady((t) => this.#gradReady(t)));
   }
@@ -133,7 +139,7 @@ export class DataParallel {
    * synchronised. Resolves with the global image count.
    */
   async endStep(): Promise<number> {
-    if (!this.#count) throw new DistributedError('endStep() without beginStep()');
+    if (this.#images < 0) throw new DistributedError('endStep() without beginStep()');
     for (const b of this.#buckets) {
       if (b.reduced) continue;
       for (let i = 0; i < b.params.length; i++) {
@@ -145,12 +151,13 @@ export class DataParallel {
     }
     const stats = this.#runningStatistics();
     const statsDone = stats.length ? this.#broadcastTensors(stats) : null;
-    const [total] = await this.#count;
-    this.#count = null;
+    const first = await this.#buckets[0].reduced!;
+    const total = first[first.length - 1];
+    this.#images = -1;
     const scale = 1 / total;
     for (const b of this.#buckets) {
       const data = await b.reduced!;
-      for (let i = 0; i < data.length; i++) data[i] *= scale;
+      for (let i = 0, end = data.length - (b === this.#buckets[0] ? 1 : 0); i < end; i++) data[i] *= scale;
       b.params.forEach((p, i) => {
         const grad = noGrad(() => tensor(data.subarray(b.offsets[i], b.offsets[i] + p.size), p.shape).keep());
         p.grad?.dispose();
