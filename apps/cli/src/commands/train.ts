@@ -118,14 +118,21 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
   const record = group ? await group.broadcastObject(checkpoint?.record ?? null) : checkpoint?.record ?? null;
   if (o.resume && !record) say(`no checkpoint in ${o.resume} yet (${CHECKPOINT_FILE}); starting from scratch`);
   const shard = { rank: group?.rank ?? 0, worldSize };
+  if (record && (record.worldSize ?? 1) !== worldSize && record.loader.position !== 0 && (await source.shards?.('train')))
+    throw new UsageError(`${o.data} is tar shards, dealt whole to each rank: resume this run mid-epoch on ${record.worldSize ?? 1} ranks, as it ran`);
   const train = await createLoader({
     source, split: 'train', batchSize: perRankBatch, shuffle: true, seed: o.seed, transform: trainTransform(o.data, recipe.augmentation),
     workers: o.workers, state: record ? positionFor(record.loader, record.worldSize ?? 1, worldSize, perRankBatch) : undefined, ...shard,
   });
   const valName = source.splits.includes('val') ? 'val' : source.splits.includes('test') ? 'test' : null;
-  const val: Loader | null = valName
+  // Validation is split among the ranks and summed; a split of fewer shards than ranks leaves the
+  // ranks past its shard count with nothing to evaluate (they still join the sum).
+  const valShards = valName ? (await source.shards?.(valName))?.length : undefined;
+  const valRanks = Math.min(worldSize, valShards ?? worldSize);
+  const val: Loader | null = valName && shard.rank < valRanks
     ? await createLoader({
-      source, split: valName, batchSize: Math.max(perRankBatch, 100), transform: evalTransform(o.data), workers: o.workers, ...shard, evenBatches: false,
+      source, split: valName, batchSize: Math.max(perRankBatch, 100), transform: evalTransform(o.data), workers: o.workers,
+      rank: shard.rank, worldSize: valRanks, evenBatches: false,
     })
     : null;
   const total = o.iterations ?? (o.epochs ? o.epochs * train.batches : recipe.iterations ?? (recipe.epochs ?? 1) * train.batches);
@@ -206,7 +213,7 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
       // the epoch ended (or the run did): evaluate and record it
       const epochDone = train.state().position === 0 || trainer.step >= total;
       if (!epochDone) continue;
-      const v = val ? await trainer.evaluate(val) : null;
+      const v = valName ? await trainer.evaluate(val ?? []) : null;
       lastVal = v;
       const line = {
         type: 'epoch', epoch: trainer.epoch + 1, step: trainer.step, trainLoss: stats.loss / stats.images, trainAccuracy: stats.correct / stats.images,
@@ -286,6 +293,8 @@ Examples:
       if (o.epochs && o.iterations) throw new UsageError('--epochs and --iterations: give one, not both');
       if (o.resume && o.out && o.out !== o.resume) throw new UsageError('--resume and --out name different folders; --resume continues in place');
       if (o.nproc && o.nproc > 1 && !(await distributed()).launchInfo()) {
+        // Ctrl-C reaches mpirun too, which stops the ranks: wait for it and pass on its exit code.
+        process.on('SIGINT', () => {});
         process.exit(await runWithMpirun(o.nproc, process.argv.slice(2)));
       }
       if (o.resume && !existsSync(o.resume)) await mkdir(o.resume, { recursive: true });
