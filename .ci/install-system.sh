@@ -3,6 +3,12 @@
 # Mesa's software Vulkan driver (lavapipe) from bookworm-backports, for the WebGPU tests (Dawn needs a
 # newer Mesa than Debian 12's own). Idempotent: does nothing when the driver is already there.
 set -euo pipefail
+# Open MPI for @residual/distributed (its binding builds at pnpm install; .ci/run requires it).
+if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null; then
+  S=""; [[ $(id -u) -ne 0 ]] && S=sudo
+  $S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $S apt-get install -y -qq openmpi-bin libopenmpi-dev >/dev/null
+  echo "install-system: Open MPI installed"
+fi
 ICD=/usr/share/vulkan/icd.d/lvp_icd.json
 if [[ -f $ICD ]] && ldconfig -p | grep -q libvulkan.so.1; then
   echo "install-system: lavapipe already installed"
