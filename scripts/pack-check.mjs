@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-const dirs = ['packages/core', 'packages/backend-cpu', 'packages/resnet', 'packages/data', 'packages/backend-webgpu'];
+const dirs = ['packages/core', 'packages/backend-cpu', 'packages/resnet', 'packages/data', 'packages/backend-webgpu', 'packages/distributed'];
 const work = mkdtempSync(join(tmpdir(), 'residual-pack-'));
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
 try {
@@ -33,6 +33,9 @@ try {
     const p = resnet.profile(() => resnet.resnet20(), [1, 3, 32, 32]);
     if (p.parameters !== 269722) throw new Error('resnet20 has ' + p.parameters + ' parameters');
     await import('@residual/backend-webgpu');
+    // Loads with or without its MPI binding (npm may not run install scripts); says which.
+    const mpi = (await import('@residual/distributed')).mpiStatus();
+    if (!mpi.available && !/apt-get install openmpi-bin libopenmpi-dev/.test(mpi.reason)) throw new Error('no install hint: ' + mpi.reason);
     console.log('pack-check: every package installs from its tarball and imports');
   `;
   writeFileSync(join(app, 'probe.mjs'), probe);

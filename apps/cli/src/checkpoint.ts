@@ -21,6 +21,8 @@ export interface RunRecord {
   readonly epochStats: { loss: number; correct: number; images: number; steps: number };
   readonly elapsedSeconds: number;
   readonly options: Record<string, unknown>;
+  /** Processes that trained (absent: 1); the loader position is per rank. */
+  readonly worldSize?: number;
 }
 
 /** Writes `dir/checkpoint.safetensors` atomically. */

@@ -13,6 +13,7 @@ import { loadTensors, saveTensors, openSafetensors } from '@residual/core/node';
 import { createCpuBackend } from '@residual/backend-cpu';
 import { isWebGpuAvailable } from '@residual/backend-webgpu';
 import { createModel, goldenInput, goldenStateDict } from '@residual/resnet';
+import { makeCifar } from './fixtures.test-support.js';
 
 const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const GOLDEN = fileURLToPath(new URL('../../../packages/resnet/src/golden/', import.meta.url));
@@ -26,23 +27,6 @@ const json = (args: string[]) => {
   const r = cli([...args, '--json']);
   if (r.code !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout);
-};
-
-/** A CIFAR-10 folder in the official binary layout, with `n` learnable records (the class sets the mean colour). */
-const makeCifar = (n: number, seed = 1): string => {
-  const dir = mkdtempSync(join(tmpdir(), 'residual-cifar-'));
-  const rec = 3073;
-  const bytes = new Uint8Array(n * rec);
-  let s = seed;
-  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
-  for (let r = 0; r < n; r++) {
-    const label = r % 10;
-    bytes[r * rec] = label;
-    for (let p = 0; p < 3072; p++) bytes[r * rec + 1 + p] = Math.floor(label * 20 + rnd() * 60);
-  }
-  writeFileSync(join(dir, 'data_batch_1.bin'), bytes);
-  writeFileSync(join(dir, 'test_batch.bin'), bytes.subarray(0, Math.min(n, 20) * rec));
-  return dir;
 };
 
 const losses = (dir: string) =>

@@ -29,6 +29,7 @@ export default defineConfig({
           { text: 'Concepts', link: '/guide/concepts' },
           { text: 'Training on CIFAR-10', link: '/guide/cifar10' },
           { text: 'Training on ImageNet', link: '/guide/imagenet' },
+          { text: 'Training on several processes', link: '/guide/distributed' },
           { text: "The paper's models", link: '/guide/models' },
           { text: 'Weights and torchvision', link: '/guide/weights' },
         ],

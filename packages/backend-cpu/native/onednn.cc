@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <list>
-#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -154,8 +153,8 @@ struct Weights {
 class WeightCache {
  public:
   /**
-   * The weights packed as `want` for this call only, in scratch: for weights seen once (see
-   * seenBefore), which a cache entry would only hold on to.
+   * The weights packed as `want` for this call only, in scratch: for weights new at every call
+   * (training), which a cache entry would only hold on to.
    */
   memory once(Weights w, const Weights* scale, const memory::desc& want, const memory::desc& userDesc, int64_t outChannels) {
     memory m(want, cpu(), scratch[3].get(want.get_size()));
@@ -181,28 +180,14 @@ class WeightCache {
     e->scaleVersion = scale ? scale->version : 0;
     return e->packed;
   }
-  /**
-   * Whether these arrays were last seen holding other contents: weights rewritten between calls
-   * (training) are not worth a costly one-time transform; weights that come again, or arrive new
-   * (inference's first call), are.
-   */
-  bool rewritten(Weights w, const Weights* scale) {
-    const std::pair<double, double> now{w.version, scale ? scale->version : 0};
-    auto [it, fresh] = seen_.try_emplace({w.data, scale ? scale->data : nullptr}, now);
-    const bool changed = !fresh && it->second != now;
-    it->second = now;
-    return changed;
-  }
   void clear() {
     entries_.clear();
-    seen_.clear();
     bytes_ = 0;
   }
   size_t bytes() const { return bytes_; }
 
  private:
   static constexpr size_t kWeightCacheBytes = size_t(1) << 30;
-  std::map<std::pair<const float*, const float*>, std::pair<double, double>> seen_;
   struct Entry {
     const float* weights;
     const float* scale;
@@ -259,10 +244,10 @@ struct Conv {
   convolution_forward::primitive_desc fwdDesc;
   primitive fwd;
   /**
-   * Winograd only: the forward for weights seen once. The inference primitive above takes weights
+   * Winograd only: the forward for weights new at every call. The inference primitive above takes weights
    * already transformed (cached; a 1-2 ms transform for 64x64 channels), which pays only when the
-   * same weights come again; this one transforms them as it goes, which costs less per call. Weights
-   * rewritten since their last call (training) take this one; new or unchanged weights the other.
+   * same weights come again; this one transforms them as it goes, which costs less per call. Training
+   * convolutions (no folded scale) take this one, inference ones with a batch-norm folded in the other.
    */
   convolution_forward::primitive_desc onceDesc;
   primitive fwdOnce;
@@ -418,7 +403,9 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const bool relu = flag(info[9]);
   Conv& c = forwardConv(g, bias, residual, relu);
   memory src = operand(c.src, c.userSrc, x, 0, true);
-  const bool once = c.hasOnce && weightCache.rewritten(w, scaled ? &scale : nullptr);
+  // A scale is an inference batch-norm folded in: those weights come again. Chosen by the call alone,
+  // so a run computes the same whatever ran before it (a resumed run repeats an unbroken one).
+  const bool once = c.hasOnce && !scaled;
   if (once && !c.fwdOnce) c.fwdOnce = convolution_forward(c.onceDesc);
   if (!once) {
     if (!c.fwd) c.fwd = convolution_forward(c.fwdDesc);

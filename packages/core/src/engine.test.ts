@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { add, exp, matmul, mul, reshape, sum, tensor, zeros } from './api.js';
-import { getBackend, noGrad, runOp, setBackend, tidy, Tensor } from './engine.js';
+import { customOp, getBackend, noGrad, runOp, setBackend, tidy, Tensor } from './engine.js';
 import { createReferenceBackend } from './testing/reference-backend.js';
 
 const live = () => getBackend().memory().liveBuffers;
@@ -162,6 +162,36 @@ describe('autograd', () => {
 
   it('refuses gradients on i32 tensors', () => {
     expect(() => tensor([1], [1], 'i32').requireGrad()).toThrow(/f32/);
+  });
+});
+
+describe('gradient hooks', () => {
+  it('run once per leaf with its complete gradient, while the rest of the backward pass is still to run', () => {
+    const w1 = tensor([1, 2]).requireGrad();
+    const w2 = tensor([3, 4]).requireGrad();
+    const seen: [string, number[], boolean][] = [];
+    w1.onGradReady((t) => seen.push(['w1', values(t.grad!), true]));
+    // w2 is used twice (its gradient has two parts) and sits nearer the loss than w1, whose
+    // gradient does not exist yet when w2's is complete.
+    const remove = w2.onGradReady((t) => seen.push(['w2', values(t.grad!), w1.grad === null]));
+    sum(mul(mul(mul(w1, 2), w2), w2)).backward();
+    // L = Σ 2·w1·w2²: d/dw2 = 4·w1·w2 = [12, 32]; d/dw1 = 2·w2² = [18, 32]
+    expect(seen).toEqual([['w2', [12, 32], true], ['w1', [18, 32], true]]);
+    remove();
+    sum(mul(w2, 1)).backward();
+    expect(seen).toHaveLength(2);
+  });
+});
+
+describe('customOp', () => {
+  it('records a step outside the op interface with its own gradient rule', () => {
+    const x = tensor([1, 2, 3]).requireGrad();
+    // "times ten", with a rule that says so: the chain rule goes through it.
+    const [y] = customOp('timesTen', { x }, () => [mul(x, 10)], (_ctx, [dy]) => ({ x: mul(dy!, 10) }));
+    sum(mul(y, y)).backward();
+    expect(values(y)).toEqual([10, 20, 30]);
+    expect(values(x.grad!)).toEqual([200, 400, 600]);
+    expect(() => customOp('same', { x }, () => [x], () => ({}))).toThrow(/new tensors/);
   });
 });
 

@@ -67,6 +67,8 @@ export class Tensor implements Disposable {
   graphRefs = 0;
   #disposed = false;
   #freed = false;
+  /** @internal hooks run once `backward()` has finished this leaf's gradient. */
+  gradHooks: ((t: Tensor) => void)[] | null = null;
 
   /** @internal use the factory functions (`tensor`, `zeros`, ...) instead. */
   constructor(
@@ -144,6 +146,19 @@ export class Tensor implements Disposable {
     this.assertLive();
     this.ref.refs++;
     return new Tensor(this.shape, this.dtype, this.ref);
+  }
+
+  /**
+   * Calls `hook(this)` whenever `backward()` has finished accumulating this leaf's gradient, while the
+   * rest of the backward pass is still to run (PyTorch's `register_post_accumulate_grad_hook`):
+   * data-parallel training starts reducing a gradient across processes as soon as it is ready. The
+   * hook must not change the graph. Returns a function that removes it.
+   */
+  onGradReady(hook: (t: Tensor) => void): () => void {
+    (this.gradHooks ??= []).push(hook);
+    return () => {
+      this.gradHooks = this.gradHooks?.filter((h) => h !== hook) ?? null;
+    };
   }
 
   /** Keeps this tensor alive past the end of the enclosing `tidy` scopes. */
@@ -360,6 +375,20 @@ export const runOp = <K extends OpName>(name: K, allInputs: TensorInputs<K>, att
 };
 
 /**
+ * Runs a step outside the op interface as one differentiable node (PyTorch's `autograd.Function`):
+ * `forward` runs with gradients off and must return new tensors; when an input requires gradients,
+ * `backward` (output gradients in, input gradients out, written with ops) is recorded as their rule.
+ * Meant for steps that are not maths, such as a collective across processes; maths belongs in the
+ * op interface and `grads.ts`.
+ */
+export const customOp = (name: string, inputs: Record<string, Tensor>, forward: () => Tensor[], backward: GradRule['backward']): Tensor[] => {
+  const outputs = noGrad(forward);
+  if (outputs.some((o) => Object.values(inputs).includes(o))) throw new Error(`customOp '${name}': forward must return new tensors, not its inputs`);
+  record(name, { backward }, inputs, outputs, undefined);
+  return outputs;
+};
+
+/**
  * Records an op on the autograd graph if gradients are enabled and an input requires them.
  * Used by `runOp` and by ops that need no kernel (reshape views).
  */
@@ -446,11 +475,25 @@ const backward = (root: Tensor, seed?: Tensor) => {
       t.grad = accumulate(t.grad, dt);
       untrack(t.grad);
     };
+    const ready = (t: Tensor) => t.gradHooks?.forEach((h) => h(t));
     if (!root.producer) {
       leafGrad(root, seed ? seed.detach() : g);
+      ready(root);
       return;
     }
     const order = topoOrder(root.producer);
+    // Leaves with hooks: how many recorded uses are still to deliver a gradient; the hooks run at zero.
+    const uses = new Map<Tensor, number>();
+    const leavesOf = (node: Node) => flat(node.inputs).filter((t) => t.gradHooks?.length && t.requiresGrad && !(t.producer && !t.producer.released));
+    for (const node of order) for (const t of leavesOf(node)) uses.set(t, (uses.get(t) ?? 0) + 1);
+    const delivered = (node: Node) => {
+      if (uses.size === 0) return;
+      for (const t of leavesOf(node)) {
+        const left = uses.get(t)! - 1;
+        uses.set(t, left);
+        if (left === 0 && t.grad) ready(t);
+      }
+    };
     const grads = new Map<Node, (Tensor | null)[]>();
     const rootNode = root.producer;
     grads.set(rootNode, rootNode.outputs.map((o) => (o === root ? (seed ? seed.detach() : g) : null)));
@@ -458,7 +501,10 @@ const backward = (root: Tensor, seed?: Tensor) => {
       const node = order[i];
       const dys = grads.get(node);
       grads.delete(node);
-      if (!dys || dys.every((d) => d === null)) continue;
+      if (!dys || dys.every((d) => d === null)) {
+        delivered(node);
+        continue;
+      }
       const dxs = tidy(() => node.rule.backward({ inputs: node.inputs, outputs: node.outputs, attrs: node.attrs }, dys));
       // A rule may pass an output gradient through, or return one tensor for two inputs (add):
       // each use after the first gets its own view of the storage, so every gradient has one owner.
@@ -494,6 +540,7 @@ const backward = (root: Tensor, seed?: Tensor) => {
       }
       for (const d of unused) d.dispose();
       for (const d of dys) if (d && !owned.has(d)) d.dispose();
+      delivered(node);
     }
     for (const node of order) release(node);
   });

@@ -4,7 +4,7 @@
  */
 export * from './api.js';
 export type { Backend, MemoryInfo } from './backend.js';
-export { currentBackend, getBackend, isGradEnabled, nextVersion, noGrad, runOp, setBackend, tidy } from './engine.js';
+export { currentBackend, customOp, getBackend, isGradEnabled, nextVersion, noGrad, runOp, setBackend, tidy } from './engine.js';
 export * from './geometry.js';
 export { GRADS, type GradContext, type GradRule, type InputGrads } from './grads.js';
 export * from './init.js';

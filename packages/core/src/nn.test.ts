@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
-import { crossEntropy, flatten, rand, randn, sum, tensor, zeros } from './api.js';
-import { getBackend, noGrad, setBackend, tidy, type Tensor } from './engine.js';
+import { add, clone, crossEntropy, flatten, mul, rand, randn, sum, tensor, zeros } from './api.js';
+import { customOp, getBackend, noGrad, setBackend, tidy, type Tensor } from './engine.js';
 import { manualSeed } from './random.js';
 import {
   AdaptiveAvgPool2d, BatchNorm2d, Conv2d, convBn, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, StateDictError,
@@ -181,5 +181,48 @@ describe('training', () => {
     const y = new Sequential(new AdaptiveAvgPool2d(1), new Flatten()).forward(rand([2, 3, 4, 4]));
     expect(y.shape).toEqual([2, 3]);
     expect(getBackend().name).toBe('reference');
+  });
+});
+
+describe('BatchNorm2d with crossReplicaSum (sync batch-norm)', () => {
+  // One process: the sum across replicas is the identity, so the composed path must give the fused op's results.
+  const identity = (t: Tensor) => customOp('identity', { x: t }, () => [clone(t)], (_c, [dy]) => ({ x: dy }))[0];
+
+  it('gives the fused batch-norm outputs, gradients and running statistics', () => {
+    const run = (sync: boolean) => {
+      manualSeed(3);
+      const bn = new BatchNorm2d(3);
+      if (sync) bn.crossReplicaSum = identity;
+      noGrad(() => {
+        bn.weight.assign(tensor([0.5, 1, 2]));
+        bn.bias.assign(tensor([0.1, -0.2, 0.3]));
+      });
+      const x = add(mul(randn([4, 3, 5, 5], { seed: 11 }), 3), 1).requireGrad();
+      const residual = randn([4, 3, 5, 5], { seed: 12 });
+      const y = bn.forward(x, { residual, relu: true });
+      sum(mul(y, randn([4, 3, 5, 5], { seed: 13 }))).backward();
+      return { y: vals(y), dx: vals(x.grad!), dw: vals(bn.weight.grad!), db: vals(bn.bias.grad!), rm: vals(bn.runningMean), rv: vals(bn.runningVar) };
+    };
+    const fused = run(false);
+    const sync = run(true);
+    for (const k of Object.keys(fused) as (keyof typeof fused)[])
+      sync[k].forEach((v, i) => expect(v, `${k}[${i}]`).toBeCloseTo(fused[k][i], 4));
+  });
+
+  it('sums through the given function, counting every replica (two replicas holding the same batch)', () => {
+    // Doubling every sum is what two replicas with identical batches produce: the statistics, and so
+    // the output, stay those of one batch; the unbiased running variance uses the count 2n.
+    const twice = (t: Tensor) => customOp('twice', { x: t }, () => [mul(t, 2)], (_c, [dy]) => ({ x: mul(dy!, 2) }))[0];
+    const x = randn([2, 2, 3, 3], { seed: 5 });
+    const one = new BatchNorm2d(2);
+    const two = new BatchNorm2d(2);
+    two.crossReplicaSum = twice;
+    const a = vals(one.forward(x));
+    const b = vals(two.forward(x));
+    b.forEach((v, i) => expect(v).toBeCloseTo(a[i], 5));
+    const n = 18;
+    const rvOne = vals(one.runningVar).map((v) => ((v - 0.9) / 0.1) * ((n - 1) / n));
+    const rvTwo = vals(two.runningVar).map((v) => ((v - 0.9) / 0.1) * ((2 * n - 1) / (2 * n)));
+    rvTwo.forEach((v, i) => expect(v).toBeCloseTo(rvOne[i], 5));
   });
 });

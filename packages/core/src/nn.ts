@@ -3,8 +3,8 @@
  * and state dicts whose keys are PyTorch's (`conv1.weight`, `bn1.running_mean`, `0.weight`, ...).
  */
 import {
-  add, avgPool2d, batchNormTrain, channelAffine, conv2d, crossEntropy, flatten, globalAvgPool2d, matmul, maxPool2d, mul, neg,
-  rand, reciprocal, relu, reshape, rsqrt, sub, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
+  add, avgPool2d, batchNormTrain, channelAffine, concat, conv2d, crossEntropy, div, flatten, full, globalAvgPool2d, matmul, maxPool2d,
+  mul, neg, rand, reciprocal, relu, reshape, rsqrt, slice, square, sub, sum, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
 } from './api.js';
 import { isGradEnabled, noGrad, tidy, type Tensor } from './engine.js';
 import type { Conv2dOptions, Pair, Pool2dOptions } from './geometry.js';
@@ -257,6 +257,13 @@ export class BatchNorm2d extends Module {
   readonly bias: Tensor;
   readonly eps: number;
   readonly momentum: number;
+  /**
+   * Sync batch-norm: when set, training normalises with the statistics of every process's batch
+   * together, summed across processes by this differentiable function (an all-reduce, whose
+   * gradient is an all-reduce of the output gradient; `@residual/distributed`'s `syncBatchNorm` sets
+   * it). Null (the default): each process's own batch, as the paper trained on several GPUs.
+   */
+  crossReplicaSum: ((t: Tensor) => Tensor) | null = null;
 
   constructor(readonly numFeatures: number, { eps = 1e-5, momentum = 0.1 }: BatchNormOptions = {}) {
     super();
@@ -297,6 +304,7 @@ export class BatchNorm2d extends Module {
       const z = residual ? add(y, residual) : y;
       return withRelu ? relu(z) : z;
     }
+    if (this.crossReplicaSum) return this.#syncForward(x, this.crossReplicaSum, residual, withRelu);
     const { y, mean, invstd } = batchNormTrain(x, this.weight, this.bias, this.eps, { residual, relu: withRelu });
     const n = x.size / this.numFeatures;
     noGrad(() => {
@@ -313,6 +321,37 @@ export class BatchNorm2d extends Module {
     mean.dispose();
     invstd.dispose();
     return y;
+  }
+
+  /**
+   * Training with statistics over all processes, written with differentiable ops so autograd gives
+   * the exact gradient: per-channel sums and the local count are summed across processes, giving the
+   * global mean; then the centred sums of squares, giving the global (biased) variance, as the fused
+   * op's two passes do. Four collectives per layer and step (two forward, two backward).
+   */
+  #syncForward(x: Tensor, allSum: (t: Tensor) => Tensor, residual: Tensor | undefined, withRelu: boolean): Tensor {
+    const c = this.numFeatures;
+    const axes = x.rank === 2 ? [0] : [0, ...x.shape.slice(2).map((_, i) => i + 2)];
+    const perChannel = [1, c, ...x.shape.slice(2).map(() => 1)];
+    const sums = allSum(concat([sum(x, axes), full([1], x.size / c)]));
+    const count = slice(sums, [c], [1]);
+    const mean = div(slice(sums, [0], [c]), count);
+    const centred = sub(x, reshape(mean, perChannel));
+    const variance = div(allSum(sum(square(centred), axes)), count);
+    const invstd = rsqrt(add(variance, this.eps));
+    const y = channelAffine(centred, mul(this.weight, invstd), this.bias);
+    const z = residual ? add(y, residual) : y;
+    noGrad(() =>
+      tidy(() => {
+        const m = this.momentum;
+        const unbiased = mul(variance, div(count, sub(count, 1)));
+        this.runningMean.assign(add(mul(this.runningMean, 1 - m), mul(mean, m)));
+        this.runningVar.assign(add(mul(this.runningVar, 1 - m), mul(unbiased, m)));
+        const nbt = this.numBatchesTracked;
+        nbt.assign(add(nbt, tensor([1], [], 'i32')));
+      }),
+    );
+    return withRelu ? relu(z) : z;
   }
 }
 

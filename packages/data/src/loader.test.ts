@@ -107,13 +107,26 @@ describe('createLoader', () => {
     }
   });
 
-  it('splits an epoch between ranks, every rank getting ceil(n / worldSize) samples', async () => {
-    const shares = await Promise.all(
-      [0, 1, 2].map(async (rank) => (await take(await createLoader(options({ rank, worldSize: 3, batchSize: 5 })))).flatMap((b) => b.indices)),
-    );
-    expect(shares.map((s) => s.length)).toEqual([17, 17, 17]);
-    expect(new Set(shares.flat()).size).toBe(N);
-    expect(shares.flat().length - N).toBe(1); // one sample wraps around to even the shares
+  it('splits an epoch between ranks, every sample once, global batches as one process would take them', async () => {
+    const loaders = await Promise.all([0, 1, 2].map((rank) => createLoader(options({ rank, worldSize: 3, batchSize: 5 }))));
+    const batches = await Promise.all(loaders.map((l) => take(l)));
+    const shares = batches.map((bs) => bs.flatMap((b) => b.indices));
+    expect(shares.map((s) => s.length)).toEqual([17, 17, 16]);
+    expect(loaders.map((l) => [l.samples, l.batches])).toEqual([[17, 4], [17, 4], [16, 4]]);
+    expect(shares.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: N }, (_, i) => i));
+    // Step k of the three ranks together is the k-th batch of 15 of one process's order.
+    const single = (await take(await createLoader(options({ batchSize: 15 })))).map((b) => [...b.indices].sort((a, c) => a - c));
+    const together = batches[0].map((_, k) => batches.flatMap((bs) => [...bs[k].indices]).sort((a, c) => a - c));
+    expect(together).toEqual(single);
+  });
+
+  it('evens the batch count when the last global batch has fewer samples than ranks', async () => {
+    // 50 = 2 x 24 + 2: rank 2 would have 2 batches to the others' 3, so it takes one sample again.
+    const loaders = await Promise.all([0, 1, 2].map((rank) => createLoader(options({ rank, worldSize: 3, batchSize: 8 }))));
+    const shares = await Promise.all(loaders.map(async (l) => (await take(l)).map((b) => b.indices.length)));
+    expect(shares).toEqual([[8, 8, 1], [8, 8, 1], [8, 8, 1]]);
+    const uneven = await createLoader(options({ rank: 2, worldSize: 3, batchSize: 8, evenBatches: false }));
+    expect((await take(uneven)).map((b) => b.indices.length)).toEqual([8, 8]);
   });
 
   it('batches the 10 views of a tenCrop transform together, one label per sample', async () => {

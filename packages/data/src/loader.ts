@@ -65,11 +65,20 @@ export interface LoaderOptions {
   /** Batches prepared ahead of the consumer; nothing beyond them is decoded until one is taken. Default 2. */
   readonly prefetch?: number;
   /**
-   * This process's share: rank in [0, worldSize). Every rank gets ceil(n / worldSize) samples, wrapping
-   * around like PyTorch's DistributedSampler. Shards are dealt whole: every worldSize-th shard.
+   * This process's share: rank in [0, worldSize). Rank r takes the samples at positions r, r +
+   * worldSize, ... of the epoch's order, so every sample is seen once per epoch across ranks, and a
+   * global batch of worldSize x batchSize is the same samples as one process's batch of that size.
+   * Shards are dealt whole instead: every worldSize-th shard, wrapping around to even the counts.
    */
   readonly rank?: number;
   readonly worldSize?: number;
+  /**
+   * Every rank yields the same number of batches (default true; data-parallel training needs it):
+   * when the epoch's last global batch has fewer samples than there are ranks, the ranks left
+   * without one take one sample from the start of the order. False for evaluation, where each
+   * rank's share is summed afterwards.
+   */
+  readonly evenBatches?: boolean;
   /** Images with more pixels are skipped undecoded; default sharp's 16383 x 16383. */
   readonly limitInputPixels?: number;
   /** Resume here (from a saved `state()`). */
@@ -138,7 +147,10 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
     throw new Error(`${source.spec} ${split}: worldSize ${worldSize} is more than its ${shards.length} shards; every rank needs a shard`);
   }
   const n = shards ? shards.reduce((a, s) => a + s.samples, 0) : samples!.labels.length;
-  const perRank = n === 0 ? 0 : Math.ceil(n / worldSize);
+  // Positions rank, rank + worldSize, ... below n; with dropLast every rank stops at the same count.
+  const share = (r: number) => (n === 0 ? 0 : shards ? Math.ceil(n / worldSize) : dropLast ? Math.floor(n / worldSize) : Math.ceil((n - r) / worldSize));
+  const lastShort = !shards && (o.evenBatches ?? true) && Math.ceil(share(rank) / batchSize) < Math.ceil(share(0) / batchSize);
+  const perRank = share(rank) + (lastShort ? 1 : 0);
   const batches = dropLast ? Math.floor(perRank / batchSize) : Math.ceil(perRank / batchSize);
   let epoch = o.state?.epoch ?? 0;
   let position = o.state?.position ?? 0;

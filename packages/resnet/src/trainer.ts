@@ -47,10 +47,36 @@ export class DivergedError extends Error {
   override name = 'DivergedError';
 }
 
+/**
+ * What the Trainer needs to train data-parallel across processes (`@residual/distributed`'s
+ * `DataParallel` implements it): every rank runs the same steps, each on its share of the global batch.
+ */
+export interface Replicas {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Once, before training: every rank takes rank 0's parameters and buffers (and checks the models agree). */
+  start(): Promise<void>;
+  /** Before a step's backward, with this rank's image count: gradients start reducing as backward produces them. */
+  beginStep(images: number): void;
+  /** After backward: every gradient is now the global mean; resolves with the global image count. */
+  endStep(): Promise<number>;
+  /** Sums each entry across ranks. */
+  sum(values: Float64Array): Promise<Float64Array>;
+  /** Copies rank 0's buffer to every rank. */
+  broadcast(buffer: Float32Array): Promise<Float32Array>;
+  /** Rank 0's JSON value on every rank. */
+  broadcastObject<T>(value: T): Promise<T>;
+}
+
 /** Options of `Trainer`. */
 export interface TrainerOptions {
   readonly model: Module;
   readonly recipe: Recipe;
+  /**
+   * Train data-parallel: `recipe.lr` and `recipe.batchSize` stay global, each rank's batches hold its
+   * share, and a step's loss, gradient and metrics are those of the whole global batch.
+   */
+  readonly replicas?: Replicas;
   /** Batches per epoch (for epoch-based milestones). */
   readonly itersPerEpoch: number;
   /** Total iterations of the run (for cosine schedules). */
@@ -64,14 +90,16 @@ export class Trainer {
   readonly optimizer: SGD;
   readonly schedule: Schedule;
   readonly plateau: ReduceLROnPlateau | null;
+  readonly replicas: Replicas | null;
   step = 0;
   epoch = 0;
   warmupDone: boolean;
   /** Training errors of the latest steps, for the error-triggered warm-up. */
   recentErrors: number[] = [];
 
-  constructor({ model, recipe, itersPerEpoch, totalIterations }: TrainerOptions) {
+  constructor({ model, recipe, itersPerEpoch, totalIterations, replicas }: TrainerOptions) {
     this.model = model;
+    this.replicas = replicas ?? null;
     this.recipe = recipe;
     this.optimizer = new SGD(model.parameters(), {
       lr: recipe.lr, momentum: recipe.momentum, weightDecay: recipe.weightDecay, nesterov: recipe.nesterov,
@@ -89,31 +117,59 @@ export class Trainer {
     return this.plateau ? this.optimizer.lr : this.schedule(this.step);
   }
 
-  /** One forward/backward/update on a batch. */
+  /**
+   * Data-parallel runs: makes every rank's model, optimizer and schedule rank 0's (after rank 0
+   * alone loaded a checkpoint, or with fresh weights). Call once before the first step; a no-op alone.
+   */
+  async start(): Promise<void> {
+    const r = this.replicas;
+    if (!r) return;
+    await r.start();
+    const { optimizer: { groups, momentum }, ...rest } = await this.state();
+    const shared = await r.broadcastObject({ ...rest, groups, sizes: momentum.map((m) => m?.length ?? 0) });
+    const buffers: (Float32Array | null)[] = [];
+    for (const [i, size] of shared.sizes.entries()) buffers.push(size ? await r.broadcast(r.rank === 0 ? momentum[i]! : new Float32Array(size)) : null);
+    const { sizes: _, groups: g, ...state } = shared;
+    this.load({ ...state, optimizer: { groups: g, momentum: buffers } });
+  }
+
+  /**
+   * One forward/backward/update on a batch. Data-parallel, the batch is this rank's share: the
+   * gradient is the mean over every rank's images, and the result counts the whole global batch.
+   */
   async trainStep(batch: BatchLike): Promise<StepResult> {
     const n = batch.shape[0];
     const lr = this.currentLr();
+    const r = this.replicas;
     this.optimizer.lr = lr;
     this.model.train();
+    r?.beginStep(n);
     const { loss, correct } = tidy(() => {
       const x = tensor(batch.images, batch.shape);
       const y = tensor(batch.labels, [n], 'i32');
       const logits = this.model.forward(x);
-      const l = crossEntropy(logits, y, { labelSmoothing: this.recipe.labelSmoothing });
+      // Across ranks the loss is summed here and the gradient divided by the global count later.
+      const l = crossEntropy(logits, y, { labelSmoothing: this.recipe.labelSmoothing, reduction: r ? 'sum' : 'mean' });
       l.backward();
       const c = noGrad(() => sum(cast(eq(argmax(logits, 1), y), 'f32')));
       return { loss: l, correct: c };
     });
+    if (r) await r.endStep();
     this.optimizer.step();
     this.optimizer.zeroGrad();
     const [l, c] = await Promise.all([loss.data(), correct.data()]);
     loss.dispose();
     correct.dispose();
-    if (!Number.isFinite(l[0]))
-      throw new DivergedError(`loss became ${l[0]} at step ${this.step + 1} (lr ${lr}); lower --lr or resume from the last checkpoint`);
+    let [lossValue, correctValue, images] = [l[0], c[0], n];
+    if (r) {
+      const total = await r.sum(Float64Array.of(l[0], c[0], n));
+      [lossValue, correctValue, images] = [total[0] / total[2], total[1], total[2]];
+    }
+    if (!Number.isFinite(lossValue))
+      throw new DivergedError(`loss became ${lossValue} at step ${this.step + 1} (lr ${lr}); lower --lr or resume from the last checkpoint`);
     this.step++;
-    this.#trackWarmup(1 - c[0] / n);
-    return { loss: l[0], correct: c[0], images: n, lr };
+    this.#trackWarmup(1 - correctValue / images);
+    return { loss: lossValue, correct: correctValue, images, lr };
   }
 
   #trackWarmup(error: number) {
@@ -124,9 +180,9 @@ export class Trainer {
     if (this.recentErrors.length >= 5 && mean < this.recipe.warmup!.untilTrainError) this.warmupDone = true;
   }
 
-  /** Loss and top-1/top-5 accuracy over batches, in evaluation mode. */
+  /** Loss and top-1/top-5 accuracy over batches, in evaluation mode (data-parallel: over every rank's batches). */
   async evaluate(batches: AsyncIterable<BatchLike> | Iterable<BatchLike>): Promise<EvalResult> {
-    return evaluate(this.model, batches);
+    return evaluate(this.model, batches, this.replicas ?? undefined);
   }
 
   /** Ends an epoch: reports the validation error to a plateau schedule. */
@@ -160,8 +216,13 @@ export class Trainer {
   }
 }
 
-/** Loss and top-1/top-5 accuracy of a model over batches, in evaluation mode (the model is left in eval mode). */
-export const evaluate = async (model: Module, batches: AsyncIterable<BatchLike> | Iterable<BatchLike>): Promise<EvalResult> => {
+/**
+ * Loss and top-1/top-5 accuracy of a model over batches, in evaluation mode (the model is left in eval
+ * mode). With `replicas`, each rank passes its share of the split and the totals are summed across ranks.
+ */
+export const evaluate = async (
+  model: Module, batches: AsyncIterable<BatchLike> | Iterable<BatchLike>, replicas?: Pick<Replicas, 'sum'>,
+): Promise<EvalResult> => {
   model.eval();
   let loss = 0;
   let top1 = 0;
@@ -188,5 +249,6 @@ export const evaluate = async (model: Module, batches: AsyncIterable<BatchLike> 
     top5 += a5[0];
     images += n;
   }
+  if (replicas) [loss, top1, top5, images] = await replicas.sum(Float64Array.of(loss, top1, top5, images));
   return images === 0 ? { loss: NaN, top1: NaN, top5: NaN, images } : { loss: loss / images, top1: top1 / images, top5: top5 / images, images };
 };

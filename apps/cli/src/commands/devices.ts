@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { matmul, tensor, type Backend } from '@residual/core';
 import { setBackend } from '@residual/core';
+import { distributed } from '../distributed.js';
 import { emit } from '../output.js';
 
 interface DeviceInfo {
@@ -41,6 +42,17 @@ export const registerDevices = (program: Command): void => {
         } catch (e) {
           out.push({ backend: name, available: false, error: (e as Error).message.split('\n')[0] });
         }
+      }
+      // Training across processes: whether the MPI binding loads and mpirun is there, and the library's version.
+      const dist = await distributed();
+      const mpi = dist.mpiStatus();
+      if (!mpi.available) out.push({ backend: 'mpi', available: false, error: mpi.reason });
+      else if (!dist.hasMpirun()) out.push({ backend: 'mpi', available: false, error: `mpirun is not on the PATH: ${dist.INSTALL_HINT}` });
+      else {
+        const group = dist.init();
+        const peers = await group.allReduce(Int32Array.of(1));
+        out.push({ backend: 'mpi', available: true, device: `${group.engine}, ${group.worldSize} process${group.worldSize === 1 ? '' : 'es'} (multi-process training)`, selfCheck: peers[0] === group.worldSize ? 'ok' : `allReduce gave ${peers[0]}` });
+        group.finalize();
       }
       emit(!!flags.json, out, (ds) =>
         ds.map((d) => (d.available ? `${d.backend}: ${d.device} (self-check ${d.selfCheck})` : `${d.backend}: unavailable (${d.error})`)).join('\n'));

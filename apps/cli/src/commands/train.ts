@@ -9,7 +9,8 @@ import { saveTensors } from '@residual/core/node';
 import { createLoader, type Loader } from '@residual/data';
 import { createModel, getRecipe, isCifarModel, scaleRecipe, Trainer, MODELS, RECIPES, type ModelName, type Recipe } from '@residual/resnet';
 import { selectBackend } from '../backend.js';
-import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint } from '../checkpoint.js';
+import { distributed, joinJob, runWithMpirun } from '../distributed.js';
+import { CHECKPOINT_FILE, loadCheckpoint, saveCheckpoint, type RunRecord } from '../checkpoint.js';
 import { evalTransform, openData, trainTransform } from '../data.js';
 import { backendOption, nonNegative, nonNegativeInt, positiveInt, resolveOptions, UsageError } from '../options.js';
 import { createProgress } from '../progress.js';
@@ -37,6 +38,9 @@ export const trainSchema = z.strictObject({
   logEvery: positiveInt().default(50),
   workers: nonNegativeInt().optional(),
   augment: z.enum(['cifar', 'paper-imagenet', 'torchvision-imagenet', 'none']).optional(),
+  syncBn: z.boolean().default(false),
+  nproc: positiveInt().optional(),
+  distTimeout: z.coerce.number().positive('must be > 0').optional(),
   backend: backendOption(),
   json: z.boolean().default(false),
 });
@@ -59,6 +63,8 @@ export interface TrainResult {
   imagesPerSecond: number;
   elapsedSeconds: number;
   interrupted: boolean;
+  /** Processes that trained together (1 without MPI). */
+  worldSize: number;
 }
 
 /** The recipe with the user's overrides applied. */
@@ -75,57 +81,106 @@ const recipeFor = (o: TrainOptions): Recipe => {
   };
 };
 
+/**
+ * A checkpoint's loader position for `worldSize` ranks: mid-epoch every rank has consumed the same
+ * number of its samples, so `position x oldWorldSize` samples of the epoch's order are done.
+ */
+const positionFor = (loader: RunRecord['loader'], from: number, to: number, perRankBatch: number): RunRecord['loader'] => {
+  if (from === to || loader.position === 0) return loader;
+  const done = loader.position * from;
+  if (done % to !== 0 || (done / to) % perRankBatch !== 0)
+    throw new UsageError(`cannot resume the run of ${from} ranks, ${loader.position} samples into epoch ${loader.epoch + 1}, on ${to} ranks: ` +
+      `${done} samples is not a whole number of global batches of ${perRankBatch * to}; resume on ${from} ranks, or from the end of an epoch`);
+  return { epoch: loader.epoch, position: done / to };
+};
+
 /** Runs training as the options say; resolves with the final result. */
 export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
+  const group = await joinJob(o.distTimeout);
+  const worldSize = group?.worldSize ?? 1;
+  const lead = !group || group.rank === 0;
+  const say = lead ? info : () => {};
   const out = o.resume ?? o.out ?? join('runs', `${o.model}-${new Date().toISOString().replace(/[:.]/g, '-')}`);
-  await mkdir(out, { recursive: true });
+  if (lead) await mkdir(out, { recursive: true });
   const backend = await selectBackend(o.backend);
   manualSeed(o.seed);
   let recipe = recipeFor(o);
+  if (recipe.batchSize % worldSize !== 0)
+    throw new UsageError(`--batch-size ${recipe.batchSize} is the global batch and must divide among ${worldSize} ranks; use a multiple of ${worldSize}`);
+  const perRankBatch = recipe.batchSize / worldSize;
   const source = await openData(o.data, { valSplit: o.valSplit || undefined, trainSubset: o.trainSubset, seed: o.seed });
   const model = createModel(o.model, { numClasses: source.classes.length });
-  const checkpoint = o.resume ? await loadCheckpoint(o.resume, model.parameters().length) : null;
-  if (o.resume && !checkpoint) info(`no checkpoint in ${o.resume} yet (${CHECKPOINT_FILE}); starting from scratch`);
+  if (o.syncBn && group) (await distributed()).syncBatchNorm(model, group);
+  if (o.syncBn && !group) say('--sync-bn: one process, so batch-norm statistics are the batch\'s own already');
+  // Rank 0 reads the checkpoint (other hosts may not see the run folder) and shares its record; its
+  // weights, momentum and schedule reach the other ranks in trainer.start().
+  const checkpoint = o.resume && lead ? await loadCheckpoint(o.resume, model.parameters().length) : null;
+  const record = group ? await group.broadcastObject(checkpoint?.record ?? null) : checkpoint?.record ?? null;
+  if (o.resume && !record) say(`no checkpoint in ${o.resume} yet (${CHECKPOINT_FILE}); starting from scratch`);
+  const shard = { rank: group?.rank ?? 0, worldSize };
+  if (record && (record.worldSize ?? 1) !== worldSize && record.loader.position !== 0 && (await source.shards?.('train')))
+    throw new UsageError(`${o.data} is tar shards, dealt whole to each rank: resume this run mid-epoch on ${record.worldSize ?? 1} ranks, as it ran`);
   const train = await createLoader({
-    source, split: 'train', batchSize: recipe.batchSize, shuffle: true, seed: o.seed, transform: trainTransform(o.data, recipe.augmentation),
-    workers: o.workers, state: checkpoint?.record.loader,
+    source, split: 'train', batchSize: perRankBatch, shuffle: true, seed: o.seed, transform: trainTransform(o.data, recipe.augmentation),
+    workers: o.workers, state: record ? positionFor(record.loader, record.worldSize ?? 1, worldSize, perRankBatch) : undefined, ...shard,
   });
   const valName = source.splits.includes('val') ? 'val' : source.splits.includes('test') ? 'test' : null;
-  const val: Loader | null = valName
-    ? await createLoader({ source, split: valName, batchSize: Math.max(recipe.batchSize, 100), transform: evalTransform(o.data), workers: o.workers })
+  // Validation is split among the ranks and summed; a split of fewer shards than ranks leaves the
+  // ranks past its shard count with nothing to evaluate (they still join the sum).
+  const valShards = valName ? (await source.shards?.(valName))?.length : undefined;
+  const valRanks = Math.min(worldSize, valShards ?? worldSize);
+  const val: Loader | null = valName && shard.rank < valRanks
+    ? await createLoader({
+      source, split: valName, batchSize: Math.max(perRankBatch, 100), transform: evalTransform(o.data), workers: o.workers,
+      rank: shard.rank, worldSize: valRanks, evenBatches: false,
+    })
     : null;
   const total = o.iterations ?? (o.epochs ? o.epochs * train.batches : recipe.iterations ?? (recipe.epochs ?? 1) * train.batches);
   if (o.iterations || o.epochs) recipe = scaleRecipe(recipe, total);
-  const trainer = new Trainer({ model, recipe, itersPerEpoch: train.batches, totalIterations: total });
+  const replicas = group ? new (await distributed()).DataParallel(group, model) : undefined;
+  const trainer = new Trainer({ model, recipe, itersPerEpoch: train.batches, totalIterations: total, replicas });
   let stats = { loss: 0, correct: 0, images: 0, steps: 0 };
   let elapsedBefore = 0;
   if (checkpoint) {
     model.loadStateDict(checkpoint.model);
     for (const t of checkpoint.model.values()) t.dispose();
     trainer.load(checkpoint.trainer);
-    stats = { ...checkpoint.record.epochStats };
-    elapsedBefore = checkpoint.record.elapsedSeconds;
-    info(`resuming ${out} at step ${trainer.step} (epoch ${trainer.epoch + 1})`);
   }
-  info(`training ${o.model} (${(model.numParameters() / 1e6).toFixed(2)}M parameters) on ${o.data}: ${train.samples} images, ` +
-    `${total} steps of ${recipe.batchSize}, recipe ${recipe.name}, backend ${backend.name} (${backend.device})`);
+  await trainer.start();
+  if (record) {
+    stats = { ...record.epochStats };
+    elapsedBefore = record.elapsedSeconds;
+    say(`resuming ${out} at step ${trainer.step} (epoch ${trainer.epoch + 1})${(record.worldSize ?? 1) !== worldSize ? ` on ${worldSize} ranks (it ran on ${record.worldSize ?? 1})` : ''}`);
+  }
+  say(`training ${o.model} (${(model.numParameters() / 1e6).toFixed(2)}M parameters) on ${o.data}: ${train.samples} images${group ? ' per rank' : ''}, ` +
+    `${total} steps of ${recipe.batchSize}${group ? ` (${worldSize} ranks of ${perRankBatch}, ${group.engine}${o.syncBn ? ', sync batch-norm' : ''})` : ''}, ` +
+    `recipe ${recipe.name}, backend ${backend.name} (${backend.device})`);
 
   const metricsPath = join(out, 'metrics.jsonl');
-  const writeMetric = (m: Record<string, unknown>) => appendFile(metricsPath, `${JSON.stringify(m)}\n`);
+  const writeMetric = async (m: Record<string, unknown>) => {
+    if (lead) await appendFile(metricsPath, `${JSON.stringify(m)}\n`);
+  };
   const started = Date.now();
   const elapsed = () => elapsedBefore + (Date.now() - started) / 1000;
-  const save = () =>
-    trainer.state().then((state) =>
-      saveCheckpoint(out, model, state, { loader: train.state(), epochStats: stats, elapsedSeconds: elapsed(), options: o }),
-    );
+  // Only rank 0 writes: the ranks' models are identical after every step.
+  const save = async () => {
+    if (!lead) return;
+    const state = await trainer.state();
+    await saveCheckpoint(out, model, state, { loader: train.state(), epochStats: stats, elapsedSeconds: elapsed(), options: o, worldSize });
+  };
+  const saveWeights = async () => {
+    if (lead) await saveTensors(join(out, 'model.safetensors'), model.stateDict(), { format: 'pt', model: o.model, classes: JSON.stringify(source.classes) });
+  };
   let interrupted = false;
   const onSigint = () => {
     if (interrupted) process.exit(130);
     interrupted = true;
-    info('\ninterrupted: saving a checkpoint (Ctrl-C again to quit at once)');
+    say('\ninterrupted: saving a checkpoint (Ctrl-C again to quit at once)');
   };
   process.on('SIGINT', onSigint);
-  const progress = createProgress(total, trainer.step, o.logEvery);
+  const progress = lead ? createProgress(total, trainer.step, o.logEvery) : { update() {}, log() {}, stop() {} };
+  // Every rank stops at the same step: a stop asked of any rank (Ctrl-C) is agreed on after each step.
+  const agreeStop = async () => (group ? (await group.allReduce(Int32Array.of(interrupted ? 1 : 0), 'max'))[0] === 1 : interrupted);
   const startStep = trainer.step;
   let lastVal: { loss: number; top1: number } | null = null;
   let windowImages = 0;
@@ -150,6 +205,7 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
         if (trainer.step % o.logEvery === 0)
           await writeMetric({ type: 'step', step: trainer.step, epoch: trainer.epoch + 1, loss: r.loss, accuracy: r.correct / r.images, lr: r.lr, imagesPerSecond, elapsed: elapsed() });
         if (o.stopAfter && trainer.step - startStep >= o.stopAfter) interrupted = true;
+        interrupted = await agreeStop();
         if (interrupted) break outer;
         if (o.checkpointEvery && trainer.step % o.checkpointEvery === 0) await save();
         if (trainer.step >= total) break;
@@ -157,7 +213,7 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
       // the epoch ended (or the run did): evaluate and record it
       const epochDone = train.state().position === 0 || trainer.step >= total;
       if (!epochDone) continue;
-      const v = val ? await trainer.evaluate(val) : null;
+      const v = valName ? await trainer.evaluate(val ?? []) : null;
       lastVal = v;
       const line = {
         type: 'epoch', epoch: trainer.epoch + 1, step: trainer.step, trainLoss: stats.loss / stats.images, trainAccuracy: stats.correct / stats.images,
@@ -170,7 +226,7 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
       const last = stats;
       stats = { loss: 0, correct: 0, images: 0, steps: 0 };
       await save();
-      await saveTensors(join(out, 'model.safetensors'), model.stateDict(), { format: 'pt', model: o.model, classes: JSON.stringify(source.classes) });
+      await saveWeights();
       if (trainer.step >= total) {
         stats = last;
         break;
@@ -184,12 +240,13 @@ export const runTrain = async (o: TrainOptions): Promise<TrainResult> => {
     await val?.close();
   }
   const report = train.report();
-  if (report.skipped) info(`skipped ${report.skipped} unreadable images (see metrics); first: ${report.failures[0]?.file ?? report.failures[0]?.index}`);
-  await saveTensors(join(out, 'model.safetensors'), model.stateDict(), { format: 'pt', model: o.model, classes: JSON.stringify(source.classes) });
+  if (report.skipped) info(`${group ? `rank ${group.rank}: ` : ''}`+`skipped ${report.skipped} unreadable images (see metrics); first: ${report.failures[0]?.file ?? report.failures[0]?.index}`);
+  await saveWeights();
+  replicas?.dispose();
   return {
     out, model: o.model, data: o.data, backend: backend.name, steps: trainer.step, epochs: trainer.epoch,
     trainLoss: stats.images ? stats.loss / stats.images : NaN, trainAccuracy: stats.images ? stats.correct / stats.images : NaN,
-    valLoss: lastVal?.loss ?? null, valAccuracy: lastVal?.top1 ?? null, imagesPerSecond, elapsedSeconds: elapsed(), interrupted,
+    valLoss: lastVal?.loss ?? null, valAccuracy: lastVal?.top1 ?? null, imagesPerSecond, elapsedSeconds: elapsed(), interrupted, worldSize,
   };
 };
 
@@ -218,6 +275,9 @@ export const registerTrain = (program: Command): void => {
     .option('--log-every <steps>', 'write a metrics line every this many steps')
     .option('--workers <n>', 'decoding threads')
     .option('--augment <name>', 'cifar | paper-imagenet | torchvision-imagenet | none')
+    .option('--nproc <n>', 'train as n processes on this host (runs mpirun; --batch-size and --lr stay global)')
+    .option('--sync-bn', 'across processes: batch-norm statistics of the whole global batch (default: each process its own)')
+    .option('--dist-timeout <seconds>', 'across processes: how long a rank waits for the others before giving up (default 45)')
     .option('--backend <name>', 'cpu | webgpu | auto')
     .option('--config <file>', 'JSON file with any of these options (flags override it)')
     .option('--json', 'print the result as JSON on stdout')
@@ -225,13 +285,25 @@ export const registerTrain = (program: Command): void => {
 Examples:
   residual train                                   # ResNet-20 on the built-in data set
   residual train --model resnet20 --data cifar10:~/cifar-10-batches-bin --epochs 3 --out runs/r20
-  residual train --resume runs/r20                 # continue exactly where it stopped`)
+  residual train --resume runs/r20                 # continue exactly where it stopped
+  residual train --nproc 2 --out runs/r20x2        # two processes on this host (Open MPI)
+  mpirun -np 8 --hostfile hosts residual train ... # eight processes on the hosts of a hostfile`)
     .action(async (flags: Record<string, unknown>, cmd: Command) => {
       const o = resolveOptions(trainSchema, flags, (k) => cmd.getOptionValueSource(k) === 'cli', flags.config as string | undefined);
       if (o.epochs && o.iterations) throw new UsageError('--epochs and --iterations: give one, not both');
       if (o.resume && o.out && o.out !== o.resume) throw new UsageError('--resume and --out name different folders; --resume continues in place');
+      if (o.nproc && o.nproc > 1 && !(await distributed()).launchInfo()) {
+        // Ctrl-C reaches mpirun too, which stops the ranks: wait for it and pass on its exit code.
+        process.on('SIGINT', () => {});
+        process.exit(await runWithMpirun(o.nproc, process.argv.slice(2)));
+      }
       if (o.resume && !existsSync(o.resume)) await mkdir(o.resume, { recursive: true });
-      emit(o.json, await runTrain(o), (r) =>
+      const result = await runTrain(o);
+      const dist = await distributed();
+      const lead = dist.rank === 0;
+      dist.finalize();
+      if (!lead) return;
+      emit(o.json, result, (r) =>
         `done: ${r.steps} steps, train acc ${r.trainAccuracy.toFixed(4)}${r.valAccuracy !== null ? `, val acc ${r.valAccuracy.toFixed(4)}` : ''}; weights in ${join(r.out, 'model.safetensors')}`);
     });
 };
