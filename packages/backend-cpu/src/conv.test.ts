@@ -4,7 +4,9 @@ import {
   nextVersion,
 } from '@residual/core';
 import { describe, expect, it } from 'vitest';
+import { conv2d } from './conv.js';
 import { createCpuBackend, type CpuStorage } from './index.js';
+import { fmaSupported, Wasm } from './wasm.js';
 
 const cpu = createCpuBackend();
 const t = (values: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): TensorView<CpuStorage> => {
@@ -136,6 +138,43 @@ describe('conv2d forward, backward data, backward filter', () => {
     // Pad 0 before and 1 after: out = floor((6 + 1 - 3) / 2) + 1 = 3.
     check({ ...base, padTop: 0, padLeft: 1, padBottom: 1, padRight: 0, outH: 3, outW: 3 });
   });
+});
+
+describe('implicit-GEMM conv2d with its epilogue, on every way threads split it', () => {
+  // Each is past the size at which an op splits over threads. Workers are not started, so this
+  // thread runs every slice: the same results as when workers run them.
+  const configs: [string, Shape, Shape, Parameters<typeof conv2dGeometry>[2]][] = [
+    ['1 image, positions split: 7x7/2 stem, rows of 30 (no vector unfold), K=12', [1, 3, 64, 60], [12, 3, 7, 7], { stride: 2, padding: 3 }],
+    ['1 image, positions split: 7x7/2 stem, rows of 32', [1, 3, 64, 64], [12, 3, 7, 7], { stride: 2, padding: 3 }],
+    ['1 image, channels split: 1x1 at 7x7, K=200', [1, 128, 7, 7], [200, 128, 1, 1], {}],
+    ['2 images, positions split: 3x3/2, patch 288 (two panels of the sum)', [2, 32, 19, 17], [24, 32, 3, 3], { stride: 2, padding: 1 }],
+    ['5 images split: 1x1, C=300, K=70 (two blocks of rows)', [5, 300, 6, 6], [70, 300, 1, 1], {}],
+    ['1 image, positions split, 2 groups', [1, 16, 64, 64], [24, 8, 3, 3], { stride: 2, padding: 1, groups: 2 }],
+  ];
+  const fma = fmaSupported();
+  for (const [name, xs, ws, opts] of configs) {
+    it(name, () => {
+      const g = conv2dGeometry(xs, ws, opts);
+      const ys: Shape = [g.batch, g.outChannels, g.outH, g.outW];
+      const [xv, wv] = [rand(sizeOf(xs), 13), rand(sizeOf(ws), 14)];
+      const bias = Float32Array.from(rand(g.outChannels, 15));
+      const residual = Float32Array.from(rand(sizeOf(ys), 16), (v) => 4 * v);
+      const plane = g.outH * g.outW;
+      const ref = convRef(xv, wv, new Array<number>(sizeOf(ys)).fill(0), g).y.map((v, i) => {
+        const pre = v + bias[Math.floor(i / plane) % g.outChannels] + residual[i];
+        return pre > 0 ? pre : 0;
+      });
+      const results = [1, 3].map((threads) => {
+        const y = new Float32Array(sizeOf(ys)).fill(NaN);
+        conv2d(new Wasm({ threads, fma, onGrow: () => {} }), Float32Array.from(xv), Float32Array.from(wv), y, g, { bias, residual, relu: true });
+        close(y, ref);
+        return y;
+      });
+      expect(results[0].some((v) => v === 0) && results[0].some((v) => v > 0)).toBe(true);
+      // Each output sums its taps in the same order whoever computes it.
+      expect(results[1]).toEqual(results[0]);
+    });
+  }
 });
 
 describe('pooling', () => {

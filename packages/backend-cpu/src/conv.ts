@@ -6,8 +6,31 @@
  * results out (Wasm.place).
  */
 import type { Conv2dGeometry } from '@residual/core';
-import { applyEpilogue, type Epilogue } from './epilogue.js';
 import { GEOMETRY, type Wasm } from './wasm.js';
+
+/** What a forward conv adds to its output as each tile is stored: y = act(conv + bias[k] + residual). */
+export interface Epilogue {
+  /** [K], added per output channel. */
+  readonly bias?: Float32Array;
+  /** [N, K, OH, OW], added per output. */
+  readonly residual?: Float32Array;
+  /** max(y, 0) last, NaN and -0 to +0 (the op's float64 reference). */
+  readonly relu?: boolean;
+}
+
+/**
+ * Places a forward conv's operands (x, w, the epilogue's arrays, y, then `scratch` regions) and writes
+ * its epilogue where the kernels read it: `epi` is the address to hand them.
+ */
+const placeConv = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, e: Epilogue, ...scratch: number[]) => {
+  const extra = [e.bias, e.residual].filter((a) => a !== undefined);
+  const { at, done } = wasm.place([x, w, ...extra], [y], ...scratch);
+  let i = 2;
+  const bias = e.bias ? at[i++] : 0;
+  const residual = e.residual ? at[i++] : 0;
+  const py = at[i++];
+  return { px: at[0], pw: at[1], py, epi: wasm.epilogue(bias, residual, e.relu ?? false), scratch: at.slice(i), done };
+};
 
 /** Multiply-adds of a convolution (the same for its two gradients). */
 const macsOf = (g: Conv2dGeometry): number =>
@@ -76,15 +99,15 @@ const forwardM = (g: Conv2dGeometry): 2 | 4 => {
  * then the fused transforms and GEMMs.
  */
 export const winogradConv2d = (
-  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4 = forwardM(g),
+  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4 = forwardM(g), e: Epilogue = {},
 ): void => {
   const { inChannels: c, outChannels: k } = g;
   const points = (m + 2) ** 2;
   const stride = winogradScratch(c, k, points, WINOGRAD_BLOCK);
-  const { at: [px, pw, py, pu, scratch], done } = wasm.place([x, w], [y], points * Math.ceil(k / 4) * 4 * c, wasm.threads * stride);
+  const { px, pw, py, epi, scratch: [pu, scratch], done } = placeConv(wasm, x, w, y, e, points * Math.ceil(k / 4) * 4 * c, wasm.threads * stride);
   wasm.run('winogradFilter', [pw, pu, k, c, m], points * k * c);
   // points multiplies per m x m outputs where direct takes 9 per output.
-  wasm.run(m === 4 ? 'winograd4Conv' : 'winogradConv', [px, pu, py, scratch, stride * 4, ...winogradShape(g)], (macsOf(g) * points) / (9 * m * m));
+  wasm.run(m === 4 ? 'winograd4Conv' : 'winogradConv', [px, pu, py, scratch, stride * 4, ...winogradShape(g), epi], (macsOf(g) * points) / (9 * m * m));
   done();
 };
 
@@ -136,40 +159,41 @@ const panelsM = (g: Conv2dGeometry): 2 | 4 | null => {
  * thread streams all the transformed filters past a few tiles, and they never leave the cache.
  */
 export const winogradPanelsConv2d = (
-  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4,
+  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4, e: Epilogue = {},
 ): void => {
   const { inChannels: c } = g;
   const t = tilesOf(g, m);
   const points = (m + 2) ** 2;
   // V, a panel's U and M, the stage (assembly/winograd.ts).
   const stride = points * (c * t + 16) + 4 * points * c + points * (4 * t + 16) + (m === 2 ? 80 : 176);
-  const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * stride);
+  const { px, pw, py, epi, scratch: [scratch], done } = placeConv(wasm, x, w, y, e, wasm.threads * stride);
   const kernel = m === 4 ? 'winograd4ConvPanels' : 'winogradConvPanels';
-  wasm.run(kernel, [px, pw, py, scratch, stride * 4, ...winogradShape(g)], (macsOf(g) * points) / (9 * m * m));
+  wasm.run(kernel, [px, pw, py, scratch, stride * 4, ...winogradShape(g), epi], (macsOf(g) * points) / (9 * m * m));
   done();
 };
 
 /** The forward conv as a GEMM with implicit im2col (any geometry). */
-export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
-  const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * wasm.gemmScratch);
+export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, e: Epilogue = {}): void => {
+  const { px, pw, py, epi, scratch: [scratch], done } = placeConv(wasm, x, w, y, e, wasm.threads * wasm.gemmScratch);
   setGeometry(wasm, g);
-  wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4], macsOf(g));
+  wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4, epi], macsOf(g));
   done();
 };
 
-/** Runs the forward conv on (x, w) under geometry g: Winograd where it pays, else implicit GEMM. */
-const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
-  if (!winogradFits(g)) return implicitConv2d(wasm, g, x, w, y);
+/** Runs the forward conv on (x, w) under geometry g with epilogue e: Winograd where it pays, else implicit GEMM. */
+const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, e: Epilogue = {}): void => {
+  if (!winogradFits(g)) return implicitConv2d(wasm, g, x, w, y, e);
   const m = panelsM(g);
-  if (m) winogradPanelsConv2d(wasm, g, x, w, y, m);
-  else winogradConv2d(wasm, g, x, w, y);
+  if (m) winogradPanelsConv2d(wasm, g, x, w, y, m, e);
+  else winogradConv2d(wasm, g, x, w, y, forwardM(g), e);
 };
 
-/** y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual). */
+/**
+ * y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual), the epilogue applied
+ * by the kernels as they store each output tile.
+ */
 export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry, epilogue: Epilogue = {}): void => {
-  if (y.length === 0) return;
-  forward(wasm, g, x, w, y);
-  applyEpilogue(wasm, y, [g.batch, g.outChannels, g.outH, g.outW], epilogue);
+  if (y.length > 0) forward(wasm, g, x, w, y, epilogue);
 };
 
 /**

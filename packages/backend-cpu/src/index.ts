@@ -95,10 +95,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
     },
     matmul: ({ a, b }, { transA, transB }, [o]) => one(o, (y) => matmul(wasm(), f32(a), a.shape, transA, f32(b), b.shape, transB, y, o.shape)),
     conv2d: ({ x, w, bias, residual }, g, [o]) =>
-      one(o, (y) => {
-        conv2d(wasm(), f32(x), f32(w), y, g);
-        epilogue(y, o.shape, bias && f32(bias), residual && f32(residual), g.relu);
-      }),
+      one(o, (y) => conv2d(wasm(), f32(x), f32(w), y, g, { bias: bias && f32(bias), residual: residual && f32(residual), relu: g.relu })),
     conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(wasm(), f32(dy), f32(w), dx, g)),
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(wasm(), f32(x), f32(dy), dw, g)),
     maxPool2d: ({ x }, g, [o]) => one(o, (y) => maxPool2d(wasm(), f32(x), y, g)),
@@ -107,21 +104,19 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
     avgPool2dBackward: ({ dy }, g, [o]) => one(o, (dx) => avgPool2dBackward(f32(dy), dx, g)),
     batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu }, outs) => {
       const [y, mean, invstd] = outs.map(alloc);
-      batchNormTrain(wasm(), f32(x), x.shape, f32(gamma), f32(beta), eps, y.data as Float32Array, mean.data as Float32Array, invstd.data as Float32Array);
-      epilogue(y.data as Float32Array, x.shape, undefined, residual && f32(residual), relu);
+      batchNormTrain(
+        wasm(), f32(x), x.shape, f32(gamma), f32(beta), eps, y.data as Float32Array, mean.data as Float32Array, invstd.data as Float32Array,
+        { residual: residual && f32(residual), relu },
+      );
       return [y, mean, invstd];
     },
-    batchNormBackward: ({ dy, x, gamma, mean, invstd, y }, { relu, residual }, outs) => {
+    batchNormBackward: ({ dy, x, gamma, mean, invstd, y }, { relu }, outs) => {
       const [dx, dgamma, dbeta, dres] = outs.map(alloc);
-      // The ReLU's mask first: its result is the residual's gradient, and what the batch-norm backward reads.
-      const masked = relu ? (dres ?? alloc(outs[0])) : null;
-      if (masked) reluBackward(wasm(), f32(y!), f32(dy), masked.data as Float32Array);
-      else if (dres) dres.data.set(dy.storage.data);
       batchNormBackward(
-        wasm(), masked ? (masked.data as Float32Array) : f32(dy), f32(x), x.shape, f32(gamma), f32(mean), f32(invstd),
+        wasm(), f32(dy), f32(x), x.shape, f32(gamma), f32(mean), f32(invstd),
         dx.data as Float32Array, dgamma.data as Float32Array, dbeta.data as Float32Array,
+        { y: relu ? f32(y!) : undefined, dresidual: dres?.data as Float32Array | undefined },
       );
-      if (masked && masked !== dres) mem.free(masked);
       return dres ? [dx, dgamma, dbeta, dres] : [dx, dgamma, dbeta];
     },
     reluBackward: ({ y, dy }, _, [o]) => one(o, (dx) => reluBackward(wasm(), f32(y), f32(dy), dx)),
@@ -142,16 +137,6 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
     },
     randomFill: (_, { dist, seed, counter, a, b }, [o]) => one(o, (y) => philoxFill(y, dist, seed, counter, a, b)),
   } satisfies Kernels<CpuStorage>;
-
-  /** y = act(y + bias[c] + residual) in place over y [N, C, ...]. */
-  const epilogue = (y: Float32Array, shape: readonly number[], bias: Float32Array | undefined, residual: Float32Array | undefined, relu = false) => {
-    if (bias) {
-      const ones = new Float32Array(bias.length).fill(1);
-      channelAffine(wasm(), y, shape, ones, bias, y);
-    }
-    if (residual && !simdBinary(wasm(), 'add', y, residual, y)) for (let i = 0; i < y.length; i++) y[i] += residual[i];
-    if (relu && !simdRelu(wasm(), y, y)) unary('relu', y, y);
-  };
 
   const read = (s: CpuStorage, size: number, dtype: 'f32' | 'i32'): DataArray => {
     if (s.freed) throw new Error('cpu backend: reading a storage that was freed');

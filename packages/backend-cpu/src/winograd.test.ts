@@ -1,4 +1,4 @@
-import { conv2dGeometry, OPS, sizeOf, type Conv2dGeometry, type OpName, type Shape } from '@residual/core';
+import { conv2dGeometry, nextVersion, OPS, sizeOf, type Conv2dGeometry, type OpName, type Shape } from '@residual/core';
 import { expectClose, ref, refTensor, RTOL } from '@residual/core/testing';
 import { describe, expect, it } from 'vitest';
 import { winogradBackwardFilter, winogradConv2d, winogradPanelsConv2d } from './conv.js';
@@ -151,6 +151,56 @@ describe('Winograd conv against a direct float64 loop', () => {
         }
 });
 
+describe('the epilogue (bias, residual, ReLU) on every Winograd form, as the output tiles are stored', () => {
+  const fmas = fmaSupported() ? [false, true] : [false];
+  const forms = [
+    ['F(2x2, 3x3)', 2, winogradConv2d],
+    ['F(4x4, 3x3)', 4, winogradConv2d],
+    ['F(2x2, 3x3) by filter panels', 2, winogradPanelsConv2d],
+    ['F(4x4, 3x3) by filter panels', 4, winogradPanelsConv2d],
+  ] as const;
+  const all = { bias: true, residual: true, relu: true };
+  // Each part alone on one thread; all three on every thread count and build.
+  const runs = [
+    ...fmas.flatMap((fma) => [1, 3].map((threads) => ({ parts: all, threads, fma }))),
+    { parts: { bias: true }, threads: 1, fma: fmaSupported() },
+    { parts: { residual: true }, threads: 1, fma: fmaSupported() },
+    { parts: { relu: true }, threads: 1, fma: fmaSupported() },
+  ];
+  for (const [form, m, conv] of forms)
+    for (const [name, xs, ws, padding] of cases)
+      for (const { parts, threads, fma } of runs) {
+        const label = Object.keys(parts).join('+');
+        it(`${form}, ${label}, ${name}, ${threads} thread${threads > 1 ? 's' : ''}${fma ? ', FMA' : ''}`, () => {
+          const g = conv2dGeometry(xs, ws, { padding });
+          const x = rand(sizeOf(xs), 1);
+          const w = rand(sizeOf(ws), 2);
+          const n = g.batch * g.outChannels * g.outH * g.outW;
+          const bias = 'bias' in parts ? rand(g.outChannels, 8) : undefined;
+          // Residuals of the conv's size, so the ReLU cuts about half the outputs.
+          const residual = 'residual' in parts ? rand(n, 9).map((v) => 4 * v) : undefined;
+          const relu = 'relu' in parts;
+          const y = new Float32Array(n).fill(NaN);
+          conv(new Wasm({ threads, fma, onGrow: () => {} }), g, x, w, y, m, { bias, residual, relu });
+          const ref = direct(x, w, g);
+          const plane = g.outH * g.outW;
+          const scale = maxAbs(x) * maxAbs(w) + (bias ? maxAbs(bias) : 0) + (residual ? maxAbs(residual) : 0);
+          let cut = 0;
+          for (let i = 0; i < n; i++) {
+            const add = (bias ? bias[Math.floor(i / plane) % g.outChannels] : 0) + (residual ? residual[i] : 0);
+            const pre = ref.y[i] + add;
+            const want = relu && !(pre > 0) ? 0 : pre;
+            if (relu && want === 0) cut++;
+            // The conv's bound, and a rounding or two of each addition; a ReLU only shrinks the error.
+            const err = Math.abs(y[i] - want);
+            if (!(err <= bound[m](ref.abs[i], g.inChannels) + 2 ** -22 * (Math.abs(ref.y[i]) + Math.abs(add)))) expect.fail(`index ${i}: ${y[i]} vs ${want}`);
+            if (!(err <= RTOL * Math.sqrt(9 * g.inChannels) * (Math.abs(want) + scale))) expect.fail(`index ${i}: ${y[i]} vs ${want} (kit tolerance)`);
+          }
+          if (relu && n >= 8) expect(cut).toBeGreaterThan(0);
+        });
+      }
+});
+
 describe('Winograd filter gradient against a direct float64 loop', () => {
   const fmas = fmaSupported() ? [false, true] : [false];
   for (const m of [2, 4] as const)
@@ -179,7 +229,9 @@ describe('Winograd filter gradient against a direct float64 loop', () => {
 describe('the conv ops dispatch 3x3 stride-1 convolutions to Winograd, any padding', () => {
   const cpu = createCpuBackend();
   const run = (op: OpName, inputs: Record<string, [Float32Array, Shape]>, g: Conv2dGeometry) => {
-    const views = Object.fromEntries(Object.entries(inputs).map(([k, [data, shape]]) => [k, { storage: cpu.upload(data), shape, dtype: 'f32', size: data.length }]));
+    const views = Object.fromEntries(
+      Object.entries(inputs).map(([k, [data, shape]]) => [k, { storage: cpu.upload(data), shape, dtype: 'f32', size: data.length, version: nextVersion() }]),
+    );
     const [spec] = OPS[op].outputs(views as never, g as never);
     const [out] = cpu.kernels[op](views as never, g as never, [spec]);
     return { shape: spec.shape, dtype: spec.dtype, data: cpu.readSync!(out, sizeOf(spec.shape), 'f32') };
