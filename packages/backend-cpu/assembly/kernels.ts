@@ -407,24 +407,31 @@ function pointwise(g: Geometry): bool {
 
 /**
  * y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual), the epilogue at
- * `epi` (`epilogueFrom`; 0: none) applied as each tile is stored. Threads split the images, or the
- * output channels when there are fewer images than threads.
+ * `epi` (`epilogueFrom`; 0: none) applied as each tile is stored. Threads split the images. With
+ * fewer images than threads they split the output positions where a group's column matrix (patch x
+ * OH·OW) outweighs its filters (K/groups x patch), so each thread unfolds only its share of the
+ * columns (ResNet-50's 7x7/2 stem at batch 1 unfolded the whole image on every thread), else the
+ * output channels, so each thread streams only its share of the filters (the deep layers, where
+ * filters are most of the bytes).
  */
 export function conv2d(geom: usize, x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32, epi: usize, tid: i32, nt: i32): void {
   const g = (geo = changetype<Geometry>(geom));
   epilogueFrom(epi, y);
   const cg = g.inC / g.groups, kg = g.outC / g.groups, patch = cg * g.kH * g.kW, plane = g.outH * g.outW;
   scratch += <usize>tid * scratchStride;
-  const byImage = g.batch >= nt;
+  const byImage = g.batch >= nt, byPosition = !byImage && plane > kg;
   const n0 = byImage ? cut(g.batch, 1, tid, nt) : 0, n1 = byImage ? cut(g.batch, 1, tid + 1, nt) : g.batch;
-  const i0 = byImage ? 0 : cut(kg, MR, tid, nt), i1 = byImage ? kg : cut(kg, MR, tid + 1, nt);
+  const byChannel = !byImage && !byPosition;
+  const i0 = byChannel ? cut(kg, MR, tid, nt) : 0, i1 = byChannel ? cut(kg, MR, tid + 1, nt) : kg;
+  const j0 = byPosition ? cut(plane, NR, tid, nt) : 0, j1 = byPosition ? cut(plane, NR, tid + 1, nt) : plane;
   const pw = pointwise(g);
   for (let img = n0; img < n1; img++) {
     for (let grp = 0; grp < g.groups; grp++) {
+      const xs = at(x, (img * g.inC + grp * cg) * g.inH * g.inW);
       gemm(
-        i1 - i0, plane, patch, at(w, (grp * kg + i0) * patch), patch, 1,
-        pw ? MATRIX : COLS, at(x, (img * g.inC + grp * cg) * g.inH * g.inW), plane, 1, 0,
-        at(y, (img * g.outC + grp * kg + i0) * plane), plane, false, scratch,
+        i1 - i0, j1 - j0, patch, at(w, (grp * kg + i0) * patch), patch, 1,
+        pw ? MATRIX : COLS, pw ? at(xs, j0) : xs, plane, 1, j0,
+        at(y, (img * g.outC + grp * kg + i0) * plane + j0), plane, false, scratch,
         epi != 0, epiBias ? at(epiBias, grp * kg + i0) : 0,
       );
     }
