@@ -482,30 +482,31 @@ function outputs(
  * transformed just before its GEMMs, so U never leaves the cache. Scratch per thread
  * (scratchStride bytes): V [16][C][T8] (T8 = T rounded up to 8; planes 16 floats apart), the panel's
  * U [16][C][4], its M [16][4][T8] (planes 16 floats apart) and an 80-float stage. The epilogue at
- * `epi` is applied as in `winogradConv`.
+ * `epi` is applied as in `winogradConv`. `kept`, when not 0, is all of U as `winogradFilter` lays it
+ * out, made by an earlier call: the panels read it instead of transforming w.
  */
 export function winogradConvPanels(
   x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, kept: usize, tid: i32, nt: i32,
 ): void {
   epilogueFrom(epi, y);
-  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 2, tid, nt);
+  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 2, kept, tid, nt);
 }
 
 /** `winogradConvPanels` by F(4x4, 3x3): 36 points, T = N·⌈OH/4⌉·⌈OW/4⌉ tiles and a 176-float stage. */
 export function winograd4ConvPanels(
   x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, kept: usize, tid: i32, nt: i32,
 ): void {
   epilogueFrom(epi, y);
-  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 4, tid, nt);
+  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 4, kept, tid, nt);
 }
 
 /** The two panel kernels, m a constant where inlined. */
 // @ts-ignore: decorator
 @inline function panels(
   x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, m: i32, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, m: i32, kept: usize, tid: i32, nt: i32,
 ): void {
   const points = (m + 2) * (m + 2), TW = (OW + m - 1) / m, TH = (OH + m - 1) / m, P = TH * TW, n = N * P, T = (n + 7) & ~7;
   const vp = C * T + 16, mp = 4 * T + 16, vs = (<usize>T) << 2;
@@ -517,9 +518,9 @@ export function winograd4ConvPanels(
     else transformInput4(x, V, vp, T, stage, 0, n, T, C, H, W, P, TW, padTop, padLeft, rowsIn);
   }
   for (; k < k1; k += 4) {
-    filterPanel(w, K, C, m, k, U, (<usize>C) << 4);
+    if (!kept) filterPanel(w, K, C, m, k, U, (<usize>C) << 4);
     for (let xi = 0; xi < points; xi++) {
-      const ua = at(U, xi * 4 * C), va = at(V, xi * vp), ma = at(M, xi * mp);
+      const ua = kept ? at(kept, (xi * padded(K) + k) * C) : at(U, xi * 4 * C), va = at(V, xi * vp), ma = at(M, xi * mp);
       for (let j = 0; j < T; j += 8) product(C, ua, at(va, j), vs, at(ma, j), vs);
     }
     if (m == 2) outputs(M, (<usize>mp) << 2, T, at(stage, 64), y, 0, n, k, min(k + 4, K), K, OH, OW, P, TW, TH);

@@ -95,7 +95,9 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
     },
     matmul: ({ a, b }, { transA, transB }, [o]) => one(o, (y) => matmul(wasm(), f32(a), a.shape, transA, f32(b), b.shape, transB, y, o.shape)),
     conv2d: ({ x, w, bias, residual }, g, [o]) =>
-      one(o, (y) => conv2d(wasm(), f32(x), f32(w), y, g, { bias: bias && f32(bias), residual: residual && f32(residual), relu: g.relu })),
+      one(o, (y) =>
+        conv2d(wasm(), f32(x), f32(w), y, g, { bias: bias && f32(bias), residual: residual && f32(residual), relu: g.relu }, { owner: w.storage, version: w.version }),
+      ),
     conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(wasm(), f32(dy), f32(w), dx, g)),
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(wasm(), f32(x), f32(dy), dw, g)),
     maxPool2d: ({ x }, g, [o]) => one(o, (y) => maxPool2d(wasm(), f32(x), y, g)),
