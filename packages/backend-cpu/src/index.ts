@@ -101,7 +101,7 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): Backend<CpuSt
     conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(wasm(), f32(dy), f32(w), dx, g)),
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(wasm(), f32(x), f32(dy), dw, g)),
     maxPool2d: ({ x }, g, [o]) => one(o, (y) => maxPool2d(wasm(), f32(x), y, g)),
-    maxPool2dBackward: ({ dy, x }, g, [o]) => one(o, (dx) => maxPool2dBackward(f32(dy), f32(x), dx, g)),
+    maxPool2dBackward: ({ dy, x }, g, [o]) => one(o, (dx) => maxPool2dBackward(wasm(), f32(dy), f32(x), dx, g)),
     avgPool2d: ({ x }, g, [o]) => one(o, (y) => avgPool2d(f32(x), y, g)),
     avgPool2dBackward: ({ dy }, g, [o]) => one(o, (dx) => avgPool2dBackward(f32(dy), dx, g)),
     batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu }, outs) => {

@@ -31,7 +31,7 @@ const { WebAssembly } = globalThis as unknown as { WebAssembly: WasmApi };
 const KERNELS = [
   'matmul', 'conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'sumParts', 'batchNormTrain', 'batchNormBackward', 'channelAffine',
   'binaryF32', 'reluF32', 'reluBackwardF32', 'winogradFilter', 'winogradConv', 'winogradBackwardFilter', 'winogradFilterGrad',
-  'winograd4Conv', 'winogradConvPanels', 'winograd4ConvPanels', 'maxPool2d',
+  'winograd4Conv', 'winogradConvPanels', 'winograd4ConvPanels', 'maxPool2d', 'maxPool2dBackward', 'subsample',
 ] as const;
 /** A kernel of assembly/kernels.ts. */
 export type KernelName = (typeof KERNELS)[number];
