@@ -6,7 +6,7 @@
 // after another on one thread) computes the whole op, with results independent of who ran which slice.
 // Pointers are byte addresses in the shared memory; strides and sizes count f32 elements.
 
-import { at, cut, madd } from './common';
+import { at, cut, epiBias, epiFinish, epiScale, epilogueFrom, finish, finish1, madd } from './common';
 
 /** Rows and columns of the register tile: 8 accumulators of f32x4 plus two B vectors and one A splat. */
 const MR = 4;
@@ -112,9 +112,14 @@ function packB(b: usize, rs: i32, cs: i32, kc: i32, nc: i32, dst: usize): void {
 
 /**
  * The register tile: C[mr x nr] (+)= packed A panel · packed B panel over kc, at c with row stride
- * ldc. A full tile is loaded and stored as vectors; a partial one goes through `tile`.
+ * ldc. A full tile is loaded and stored as vectors; a partial one goes through `tile`. With `epi`
+ * (the last panel of the sum), the epilogue is applied on the way out: row r's scale at scale + 4·r
+ * and its bias at bias + 4·r (0: none), then `finish`.
  */
-function kernel(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, accumulate: bool, mr: i32, nr: i32, tile: usize): void {
+function kernel(
+  kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, accumulate: bool, mr: i32, nr: i32, tile: usize, epi: bool, bias: usize,
+  scale: usize,
+): void {
   let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
   for (let p = 0; p < kc; p++, pa += 16, pb += 32) {
     const b0 = v128.load(pb), b1 = v128.load(pb, 16);
@@ -144,6 +149,46 @@ function kernel(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, accumulate: b
     c30 = f32x4.add(c30, v128.load(d + 3 * row));
     c31 = f32x4.add(c31, v128.load(d + 3 * row, 16));
   }
+  if (full && epi) {
+    if (scale) {
+      let s = v128.load32_splat(scale);
+      c00 = f32x4.mul(c00, s);
+      c01 = f32x4.mul(c01, s);
+      s = v128.load32_splat(scale, 4);
+      c10 = f32x4.mul(c10, s);
+      c11 = f32x4.mul(c11, s);
+      s = v128.load32_splat(scale, 8);
+      c20 = f32x4.mul(c20, s);
+      c21 = f32x4.mul(c21, s);
+      s = v128.load32_splat(scale, 12);
+      c30 = f32x4.mul(c30, s);
+      c31 = f32x4.mul(c31, s);
+    }
+    if (bias) {
+      let b = v128.load32_splat(bias);
+      c00 = f32x4.add(c00, b);
+      c01 = f32x4.add(c01, b);
+      b = v128.load32_splat(bias, 4);
+      c10 = f32x4.add(c10, b);
+      c11 = f32x4.add(c11, b);
+      b = v128.load32_splat(bias, 8);
+      c20 = f32x4.add(c20, b);
+      c21 = f32x4.add(c21, b);
+      b = v128.load32_splat(bias, 12);
+      c30 = f32x4.add(c30, b);
+      c31 = f32x4.add(c31, b);
+    }
+    if (epiFinish) {
+      c00 = finish(c00, d);
+      c01 = finish(c01, d + 16);
+      c10 = finish(c10, d + row);
+      c11 = finish(c11, d + row + 16);
+      c20 = finish(c20, d + 2 * row);
+      c21 = finish(c21, d + 2 * row + 16);
+      c30 = finish(c30, d + 3 * row);
+      c31 = finish(c31, d + 3 * row + 16);
+    }
+  }
   v128.store(d, c00);
   v128.store(d, c01, 16);
   d += row;
@@ -159,7 +204,13 @@ function kernel(kc: i32, pa: usize, pb: usize, c: usize, ldc: i32, accumulate: b
   for (let r = 0; r < mr; r++) {
     for (let q = 0; q < nr; q++) {
       const o = at(c, r * ldc + q);
-      store<f32>(o, (accumulate ? load<f32>(o) : 0) + load<f32>(at(tile, r * NR + q)));
+      let v = (accumulate ? load<f32>(o) : 0) + load<f32>(at(tile, r * NR + q));
+      if (epi) {
+        if (scale) v *= load<f32>(at(scale, r));
+        if (bias) v += load<f32>(at(bias, r));
+        v = finish1(v, o);
+      }
+      store<f32>(o, v);
     }
   }
 }
@@ -171,15 +222,22 @@ const COLS_T = 2;
 
 /**
  * C[m x n] (+)= A[m x k] · B[k x n], A(i, p) at a[i·rsA + p·csA], C(i, j) at c[i·ldc + j], B as
- * `source` says (a MATRIX has B(p, j) at b[p·rsB + j·csB]); `scratch` holds GEMM_SCRATCH bytes.
- * Goto's loop order: a KC x NC panel of B stays in cache while MC x KC blocks of A stream past it.
+ * `source` says (a MATRIX has B(p, j) at b[p·rsB + j·csB]; the column matrices start at column
+ * j0); `scratch` holds GEMM_SCRATCH bytes. With `epi`, row i ends with the epilogue (its scale and
+ * bias at scale + 4·i and bias + 4·i, 0: none). Goto's loop order: a KC x NC panel of B stays in cache while MC x KC
+ * blocks of A stream past it.
  */
 function gemm(
-  m: i32, n: i32, k: i32, a: usize, rsA: i32, csA: i32, source: i32, b: usize, rsB: i32, csB: i32,
-  c: usize, ldc: i32, accumulate: bool, scratch: usize,
+  m: i32, n: i32, k: i32, a: usize, rsA: i32, csA: i32, source: i32, b: usize, rsB: i32, csB: i32, j0: i32,
+  c: usize, ldc: i32, accumulate: bool, scratch: usize, epi: bool, bias: usize, scale: usize = 0,
 ): void {
   if (k == 0 && !accumulate) {
-    for (let i = 0; i < m; i++) zeroRun(at(c, i * ldc), n);
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        const o = at(c, i * ldc + j);
+        store<f32>(o, epi ? finish1(bias ? load<f32>(at(bias, i)) : 0, o) : 0);
+      }
+    }
     return;
   }
   const pa = scratch;
@@ -191,15 +249,18 @@ function gemm(
     for (let pc = 0; pc < k; pc += KC) {
       const kc = min(KC, k - pc);
       if (source == MATRIX) packB(at(b, pc * rsB + jc * csB), rsB, csB, kc, nc, pb);
-      else if (source == COLS) packCols(b, pc, kc, jc, nc, pb);
-      else packColsT(b, pc, kc, jc, nc, pb, rows);
-      const acc = accumulate || pc > 0;
+      else if (source == COLS) packCols(b, pc, kc, j0 + jc, nc, pb);
+      else packColsT(b, pc, kc, j0 + jc, nc, pb, rows);
+      const acc = accumulate || pc > 0, last = epi && pc + kc == k;
       for (let ic = 0; ic < m; ic += MC) {
         const mc = min(MC, m - ic);
         packA(at(a, ic * rsA + pc * csA), rsA, csA, mc, kc, pa);
         for (let jr = 0; jr < nc; jr += NR) {
           for (let ir = 0; ir < mc; ir += MR) {
-            kernel(kc, at(pa, ir * kc), at(pb, jr * kc), at(c, (ic + ir) * ldc + jc + jr), ldc, acc, min(MR, mc - ir), min(NR, nc - jr), tile);
+            kernel(
+              kc, at(pa, ir * kc), at(pb, jr * kc), at(c, (ic + ir) * ldc + jc + jr), ldc, acc, min(MR, mc - ir), min(NR, nc - jr), tile,
+              last, bias ? at(bias, ic + ir) : 0, scale ? at(scale, ic + ir) : 0,
+            );
           }
         }
       }
@@ -218,10 +279,10 @@ export function matmul(
   scratch += <usize>tid * scratchStride;
   if (n >= m) {
     const j0 = cut(n, NR, tid, nt), j1 = cut(n, NR, tid + 1, nt);
-    gemm(m, j1 - j0, k, a, rsA, csA, MATRIX, at(b, j0 * csB), rsB, csB, at(c, j0), n, false, scratch);
+    gemm(m, j1 - j0, k, a, rsA, csA, MATRIX, at(b, j0 * csB), rsB, csB, 0, at(c, j0), n, false, scratch, false, 0);
   } else {
     const i0 = cut(m, MR, tid, nt), i1 = cut(m, MR, tid + 1, nt);
-    gemm(i1 - i0, n, k, at(a, i0 * rsA), rsA, csA, MATRIX, b, rsB, csB, at(c, i0 * n), n, false, scratch);
+    gemm(i1 - i0, n, k, at(a, i0 * rsA), rsA, csA, MATRIX, b, rsB, csB, 0, at(c, i0 * n), n, false, scratch, false, 0);
   }
 }
 
@@ -361,23 +422,33 @@ function pointwise(g: Geometry): bool {
 }
 
 /**
- * y [N,K,OH,OW] = conv(x [N,C,H,W], w [K,C/groups,R,S]). Threads split the images, or the output
- * channels when there are fewer images than threads.
+ * y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual), the epilogue at
+ * `epi` (`epilogueFrom`; 0: none) applied as each tile is stored. Threads split the images. With
+ * fewer images than threads they split the output positions where a group's column matrix (patch x
+ * OH·OW) outweighs its filters (K/groups x patch), so each thread unfolds only its share of the
+ * columns (ResNet-50's 7x7/2 stem at batch 1 unfolded the whole image on every thread), else the
+ * output channels, so each thread streams only its share of the filters (the deep layers, where
+ * filters are most of the bytes).
  */
-export function conv2d(geom: usize, x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32, tid: i32, nt: i32): void {
+export function conv2d(geom: usize, x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32, epi: usize, tid: i32, nt: i32): void {
   const g = (geo = changetype<Geometry>(geom));
+  epilogueFrom(epi, y);
   const cg = g.inC / g.groups, kg = g.outC / g.groups, patch = cg * g.kH * g.kW, plane = g.outH * g.outW;
   scratch += <usize>tid * scratchStride;
-  const byImage = g.batch >= nt;
+  const byImage = g.batch >= nt, byPosition = !byImage && plane > kg;
   const n0 = byImage ? cut(g.batch, 1, tid, nt) : 0, n1 = byImage ? cut(g.batch, 1, tid + 1, nt) : g.batch;
-  const i0 = byImage ? 0 : cut(kg, MR, tid, nt), i1 = byImage ? kg : cut(kg, MR, tid + 1, nt);
-  const source = pointwise(g) ? MATRIX : COLS;
+  const byChannel = !byImage && !byPosition;
+  const i0 = byChannel ? cut(kg, MR, tid, nt) : 0, i1 = byChannel ? cut(kg, MR, tid + 1, nt) : kg;
+  const j0 = byPosition ? cut(plane, NR, tid, nt) : 0, j1 = byPosition ? cut(plane, NR, tid + 1, nt) : plane;
+  const pw = pointwise(g);
   for (let img = n0; img < n1; img++) {
     for (let grp = 0; grp < g.groups; grp++) {
+      const xs = at(x, (img * g.inC + grp * cg) * g.inH * g.inW);
       gemm(
-        i1 - i0, plane, patch, at(w, (grp * kg + i0) * patch), patch, 1,
-        source, at(x, (img * g.inC + grp * cg) * g.inH * g.inW), plane, 1,
-        at(y, (img * g.outC + grp * kg + i0) * plane), plane, false, scratch,
+        i1 - i0, j1 - j0, patch, at(w, (grp * kg + i0) * patch), patch, 1,
+        pw ? MATRIX : COLS, pw ? at(xs, j0) : xs, plane, 1, j0,
+        at(y, (img * g.outC + grp * kg + i0) * plane + j0), plane, false, scratch,
+        epi != 0, epiBias ? at(epiBias, grp * kg + i0) : 0, epiScale ? at(epiScale, grp * kg + i0) : 0,
       );
     }
   }
@@ -403,7 +474,7 @@ export function conv2dBackwardData(geom: usize, dy: usize, w: usize, dx: usize, 
       const dxs = at(dx, (img * g.inC + grp * cg) * inPlane);
       gemm(
         (c1 - c0) * taps, plane, kg, at(w, grp * kg * patch + c0 * taps), 1, patch,
-        MATRIX, at(dy, (img * g.outC + grp * kg) * plane), plane, 1, at(col, c0 * taps * plane), plane, false, scratch,
+        MATRIX, at(dy, (img * g.outC + grp * kg) * plane), plane, 1, 0, at(col, c0 * taps * plane), plane, false, scratch, false, 0,
       );
       zeroRun(at(dxs, c0 * inPlane), (c1 - c0) * inPlane);
       col2im(dxs, col, c0, c1);
@@ -429,8 +500,8 @@ export function conv2dBackwardFilter(
     for (let grp = 0; grp < g.groups; grp++) {
       gemm(
         kg, patch, plane, at(dy, (img * g.outC + grp * kg) * plane), plane, 1,
-        source, at(x, (img * g.inC + grp * cg) * g.inH * g.inW), 1, plane,
-        at(part, grp * kg * patch), patch, img > n0, scratch,
+        source, at(x, (img * g.inC + grp * cg) * g.inH * g.inW), 1, plane, 0,
+        at(part, grp * kg * patch), patch, img > n0, scratch, false, 0,
       );
     }
   }
@@ -487,13 +558,36 @@ function affineRun(x: usize, y: usize, n: i32, m: f32, k: f32, t: f32): void {
 }
 
 /**
- * Batch-norm training forward with batch statistics: mean, then the biased variance from squared
- * deviations (two passes in float64, so a large mean does not cancel it), invstd = 1/sqrt(var + eps),
- * y = (x - mean)·invstd·gamma + beta, centred on the f32 mean with the rest of the mean folded into
- * the shift. Threads split the channels.
+ * y = act((x - m)·k + t + r) over `n` floats, r the residual (when `residual`), act a ReLU (when
+ * `relu`) that sends NaN and -0 to +0 as `finish` does; both constants where inlined.
+ */
+// @ts-ignore: decorator
+@inline function affineEpilogueRun(x: usize, y: usize, r: usize, n: i32, m: f32, k: f32, t: f32, residual: bool, relu: bool): void {
+  const mv = f32x4.splat(m), kv = f32x4.splat(k), tv = f32x4.splat(t), zero = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    let v = f32x4.add(f32x4.mul(f32x4.sub(v128.load(at(x, i)), mv), kv), tv);
+    if (residual) v = f32x4.add(v, v128.load(at(r, i)));
+    v128.store(at(y, i), relu ? f32x4.pmax(zero, v) : v);
+  }
+  for (; i < n; i++) {
+    let v = (load<f32>(at(x, i)) - m) * k + t;
+    if (residual) v += load<f32>(at(r, i));
+    store<f32>(at(y, i), relu && !(v > 0) ? 0 : v);
+  }
+}
+
+/**
+ * Batch-norm training forward with batch statistics and its fused epilogue: mean, then the biased
+ * variance from squared deviations (two passes in float64, so a large mean does not cancel it),
+ * invstd = 1/sqrt(var + eps), y = act((x - mean)·invstd·gamma + beta + residual), centred on the f32
+ * mean with the rest of the mean folded into the shift; `residual` 0 is none, act a ReLU when `relu`
+ * is 1. The epilogue rides on the pass that writes y, so a residual block's closing batch-norm,
+ * addition and ReLU read and write each activation once. Threads split the channels.
  */
 export function batchNormTrain(
-  x: usize, y: usize, gamma: usize, beta: usize, mean: usize, invstd: usize, n: i32, c: i32, inner: i32, eps: f64, tid: i32, nt: i32,
+  x: usize, y: usize, gamma: usize, beta: usize, mean: usize, invstd: usize, n: i32, c: i32, inner: i32, eps: f64,
+  residual: usize, relu: i32, tid: i32, nt: i32,
 ): void {
   const count = <f64>n * inner;
   for (let ch = cut(c, 1, tid, nt), end = cut(c, 1, tid + 1, nt); ch < end; ch++) {
@@ -504,62 +598,112 @@ export function batchNormTrain(
     for (let b = 0; b < n; b++) q += sumSquares64(at(x, (b * c + ch) * inner), inner, mu);
     const is = 1 / Math.sqrt(q / count + eps);
     const scale = is * <f64>load<f32>(at(gamma, ch));
-    const centre = <f32>mu;
+    const centre = <f32>mu, k = <f32>scale;
     const shift = <f32>(<f64>load<f32>(at(beta, ch)) - (mu - centre) * scale);
-    for (let b = 0; b < n; b++) affineRun(at(x, (b * c + ch) * inner), at(y, (b * c + ch) * inner), inner, centre, <f32>scale, shift);
+    for (let b = 0; b < n; b++) {
+      const o = (b * c + ch) * inner, xo = at(x, o), yo = at(y, o), ro = at(residual, o);
+      if (residual && relu) affineEpilogueRun(xo, yo, ro, inner, centre, k, shift, true, true);
+      else if (residual) affineEpilogueRun(xo, yo, ro, inner, centre, k, shift, true, false);
+      else if (relu) affineEpilogueRun(xo, yo, ro, inner, centre, k, shift, false, true);
+      else affineRun(xo, yo, inner, centre, k, shift);
+    }
     store<f32>(at(mean, ch), <f32>mu);
     store<f32>(at(invstd, ch), <f32>is);
   }
 }
 
 /**
- * The batch-norm gradient in closed form, with x̂ = (x - mean)·invstd and M values per channel:
- * dbeta = Σ dy, dgamma = Σ dy·x̂ (float64 sums), dx = gamma·invstd·(dy - dbeta/M - x̂·dgamma/M).
- * Threads split the channels.
+ * Σ g and Σ g·(x - mu) over `n` floats in float64, into bnSum and bnSumX, with g = dy masked where
+ * y <= 0 (when `masked`), stored to dres (when `keep`): the first pass of `batchNormBackward`.
+ */
+// @ts-ignore: decorator
+@inline function gradSums(dy: usize, x: usize, y: usize, dres: usize, n: i32, mu: f64, masked: bool, keep: bool): void {
+  const m = f64x2.splat(mu), zero = f32x4.splat(0);
+  let a0 = f64x2.splat(0), a1 = a0, p0 = a0, p1 = a0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    let g = v128.load(at(dy, i));
+    if (masked) g = v128.and(g, f32x4.gt(v128.load(at(y, i)), zero));
+    if (keep) v128.store(at(dres, i), g);
+    const v = v128.load(at(x, i));
+    const g0 = f64x2.promote_low_f32x4(g), g1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(g, g, 2, 3, 2, 3));
+    const d0 = f64x2.sub(f64x2.promote_low_f32x4(v), m), d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3)), m);
+    a0 = f64x2.add(a0, g0);
+    a1 = f64x2.add(a1, g1);
+    p0 = f64x2.add(p0, f64x2.mul(g0, d0));
+    p1 = f64x2.add(p1, f64x2.mul(g1, d1));
+  }
+  let sdy = f64x2.extract_lane(a0, 0) + f64x2.extract_lane(a0, 1) + f64x2.extract_lane(a1, 0) + f64x2.extract_lane(a1, 1);
+  let sdyx = f64x2.extract_lane(p0, 0) + f64x2.extract_lane(p0, 1) + f64x2.extract_lane(p1, 0) + f64x2.extract_lane(p1, 1);
+  for (; i < n; i++) {
+    let g = load<f32>(at(dy, i));
+    if (masked && !(load<f32>(at(y, i)) > 0)) g = 0;
+    if (keep) store<f32>(at(dres, i), g);
+    sdy += <f64>g;
+    sdyx += <f64>g * (<f64>load<f32>(at(x, i)) - mu);
+  }
+  bnSum += sdy;
+  bnSumX += sdyx;
+}
+
+// The running sums of `gradSums` (globals are per instance, so per thread).
+let bnSum: f64 = 0;
+let bnSumX: f64 = 0;
+
+/**
+ * dx = g·k + (x - m)·kx + k0 over `n` floats, g = dy masked where y <= 0 (when `masked`): the second
+ * pass of `batchNormBackward`.
+ */
+// @ts-ignore: decorator
+@inline function gradRun(dy: usize, x: usize, y: usize, dx: usize, n: i32, m: f32, k: f32, kx: f32, k0: f32, masked: bool): void {
+  const kdy = f32x4.splat(k), kxx = f32x4.splat(kx), kc = f32x4.splat(k0), mv = f32x4.splat(m), zero = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    let g = v128.load(at(dy, i));
+    if (masked) g = v128.and(g, f32x4.gt(v128.load(at(y, i)), zero));
+    const d = f32x4.sub(v128.load(at(x, i)), mv);
+    v128.store(at(dx, i), f32x4.add(f32x4.add(f32x4.mul(g, kdy), f32x4.mul(d, kxx)), kc));
+  }
+  for (; i < n; i++) {
+    let g = load<f32>(at(dy, i));
+    if (masked && !(load<f32>(at(y, i)) > 0)) g = 0;
+    store<f32>(at(dx, i), g * k + (load<f32>(at(x, i)) - m) * kx + k0);
+  }
+}
+
+/**
+ * The batch-norm gradient in closed form, with x̂ = (x - mean)·invstd and M values per channel, and
+ * the fused epilogue's part: g = dy masked where y <= 0 (y the forward's output; `y` 0 when it had no
+ * ReLU), stored to dres when given (the residual's gradient); dbeta = Σ g, dgamma = Σ g·x̂ (float64
+ * sums), dx = gamma·invstd·(g - dbeta/M - x̂·dgamma/M). The first pass masks and keeps g; the second
+ * reads it back from dres (one array where dy and y are two), else masks again. Threads split the
+ * channels.
  */
 export function batchNormBackward(
   dy: usize, x: usize, gamma: usize, mean: usize, invstd: usize, dx: usize, dgamma: usize, dbeta: usize,
-  n: i32, c: i32, inner: i32, tid: i32, nt: i32,
+  n: i32, c: i32, inner: i32, y: usize, dres: usize, tid: i32, nt: i32,
 ): void {
   const count = <f64>n * inner;
   for (let ch = cut(c, 1, tid, nt), end = cut(c, 1, tid + 1, nt); ch < end; ch++) {
     const mu = <f64>load<f32>(at(mean, ch)), is = <f64>load<f32>(at(invstd, ch));
-    const m = f64x2.splat(mu);
-    let sdy: f64 = 0, sdyx: f64 = 0;
+    bnSum = 0;
+    bnSumX = 0;
     for (let b = 0; b < n; b++) {
-      const o = (b * c + ch) * inner;
-      let a0 = f64x2.splat(0), a1 = a0, p0 = a0, p1 = a0;
-      let i = 0;
-      for (; i + 4 <= inner; i += 4) {
-        const g = v128.load(at(dy, o + i)), v = v128.load(at(x, o + i));
-        const g0 = f64x2.promote_low_f32x4(g), g1 = f64x2.promote_low_f32x4(v128.shuffle<f32>(g, g, 2, 3, 2, 3));
-        const d0 = f64x2.sub(f64x2.promote_low_f32x4(v), m), d1 = f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 2, 3)), m);
-        a0 = f64x2.add(a0, g0);
-        a1 = f64x2.add(a1, g1);
-        p0 = f64x2.add(p0, f64x2.mul(g0, d0));
-        p1 = f64x2.add(p1, f64x2.mul(g1, d1));
-      }
-      sdy += f64x2.extract_lane(a0, 0) + f64x2.extract_lane(a0, 1) + f64x2.extract_lane(a1, 0) + f64x2.extract_lane(a1, 1);
-      sdyx += f64x2.extract_lane(p0, 0) + f64x2.extract_lane(p0, 1) + f64x2.extract_lane(p1, 0) + f64x2.extract_lane(p1, 1);
-      for (; i < inner; i++) {
-        const g = <f64>load<f32>(at(dy, o + i));
-        sdy += g;
-        sdyx += g * (<f64>load<f32>(at(x, o + i)) - mu);
-      }
+      const o = (b * c + ch) * inner, dyo = at(dy, o), xo = at(x, o), yo = at(y, o), ro = at(dres, o);
+      if (y && dres) gradSums(dyo, xo, yo, ro, inner, mu, true, true);
+      else if (y) gradSums(dyo, xo, yo, ro, inner, mu, true, false);
+      else if (dres) gradSums(dyo, xo, yo, ro, inner, mu, false, true);
+      else gradSums(dyo, xo, yo, ro, inner, mu, false, false);
     }
-    const dg = sdyx * is;
+    const sdy = bnSum, dg = bnSumX * is;
     const k = <f64>load<f32>(at(gamma, ch)) * is;
-    // dx = dy·k + (x - mean)·kx + k0 with kx = -k·invstd·dgamma/M, k0 = -k·dbeta/M; mean is an f32, so x - mean is exact to a rounding.
+    // dx = g·k + (x - mean)·kx + k0 with kx = -k·invstd·dgamma/M, k0 = -k·dbeta/M; mean is an f32, so x - mean is exact to a rounding.
     const kv = <f32>k, kx = <f32>((-k * dg * is) / count), k0 = <f32>((-k * sdy) / count), mf = <f32>mu;
-    const kdy = f32x4.splat(kv), kxx = f32x4.splat(kx), kc = f32x4.splat(k0), mv = f32x4.splat(mf);
     for (let b = 0; b < n; b++) {
-      const o = (b * c + ch) * inner;
-      let i = 0;
-      for (; i + 4 <= inner; i += 4) {
-        const d = f32x4.sub(v128.load(at(x, o + i)), mv);
-        v128.store(at(dx, o + i), f32x4.add(f32x4.add(f32x4.mul(v128.load(at(dy, o + i)), kdy), f32x4.mul(d, kxx)), kc));
-      }
-      for (; i < inner; i++) store<f32>(at(dx, o + i), load<f32>(at(dy, o + i)) * kv + (load<f32>(at(x, o + i)) - mf) * kx + k0);
+      const o = (b * c + ch) * inner, xo = at(x, o), dxo = at(dx, o);
+      if (dres) gradRun(at(dres, o), xo, 0, dxo, inner, mf, kv, kx, k0, false);
+      else if (y) gradRun(at(dy, o), xo, at(y, o), dxo, inner, mf, kv, kx, k0, true);
+      else gradRun(at(dy, o), xo, 0, dxo, inner, mf, kv, kx, k0, false);
     }
     store<f32>(at(dgamma, ch), <f32>dg);
     store<f32>(at(dbeta, ch), <f32>sdy);

@@ -11,7 +11,7 @@
 // pointers are byte addresses, sizes count f32 elements. The first three helpers are kernels.ts's,
 // which keeps its own private.
 
-import { at, cut, madd } from './common';
+import { at, cut, epiBias, epiFinish, epiScale, epilogueFrom, finish, madd } from './common';
 
 /** Output channels rounded up to whole rows of the register tile (4): U and M carry zero rows past K. */
 // @ts-ignore: decorator
@@ -246,11 +246,15 @@ function describe(
   return rowRun(at(load<u32>(d), r * W), load<i32>(d, 8) + off, W);
 }
 
-/** Stores v as four floats of row r of a described output tile, those inside [0, H) x [0, W). */
+/**
+ * Stores v as four floats of row r of a described output tile, those inside [0, H) x [0, W), through
+ * the epilogue's `finish` (its reads past W fall in the next row or the slack after the array).
+ */
 // @ts-ignore: decorator
 @inline function storeRun(d: usize, r: i32, v: v128, H: i32, W: i32): void {
   if (load<i32>(d, 4) + r >= H) return;
   const s = load<i32>(d, 8), o = at(load<u32>(d), r * W + s);
+  if (epiFinish) v = finish(v, o);
   if (s + 4 <= W) {
     v128.store(o, v);
     return;
@@ -260,13 +264,17 @@ function describe(
   if (s + 2 < W) v128.store32_lane(o, v, 2, 8);
 }
 
-/** Stores two floats (bits: the first in the low half) as row r of a described output tile, those inside [0, H) x [0, W). */
+/**
+ * Stores lanes 0 and 1 of v as row r of a described output tile, those inside [0, H) x [0, W),
+ * through the epilogue's `finish`.
+ */
 // @ts-ignore: decorator
-@inline function storePair(d: usize, r: i32, bits: i64, H: i32, W: i32): void {
+@inline function storePair(d: usize, r: i32, v: v128, H: i32, W: i32): void {
   if (load<i32>(d, 4) + r >= H) return;
   const s = load<i32>(d, 8), o = at(load<u32>(d), r * W + s);
-  if (s + 1 < W) store<i64>(o, bits);
-  else store<i32>(o, <i32>bits);
+  if (epiFinish) v = finish(v, o);
+  if (s + 1 < W) v128.store64_lane(o, v, 0);
+  else v128.store32_lane(o, v, 0);
 }
 
 /**
@@ -370,12 +378,14 @@ function transformInput(
  * U from `winogradFilter` (m = 2). Threads split the N·⌈OH/2⌉·⌈OW/2⌉ tiles in runs of four; each thread
  * works through its run in blocks of T tiles, T a multiple of 8 set by its scratch (scratchStride
  * bytes = 4·(16·(C + Kp)·T + 592): V [16][C][T], M [16][Kp][T], an 80-float stage), so V and M of a
- * block stay in cache between the transforms and the GEMMs.
+ * block stay in cache between the transforms and the GEMMs. The epilogue at `epi` (kernels.ts's
+ * `conv2d` says how; 0: none) is applied as the output transform stores each tile.
  */
 export function winogradConv(
   x: usize, u: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, tid: i32, nt: i32,
 ): void {
+  epilogueFrom(epi, y);
   const Kp = padded(K), TW = (OW + 1) >> 1, TH = (OH + 1) >> 1, P = TH * TW;
   const T = (((scratchStride >> 2) - 592) / (16 * (C + Kp))) & ~7;
   // The 16 planes of V and M sit 16 floats further apart than their size: the transforms touch all
@@ -401,47 +411,72 @@ export function winogradConv(
 
 /**
  * y = Aᵀ·M·A of F(2x2, 3x3) for tiles b .. b + n - 1 and output channels [k0, k1), four tiles at a
- * time: M's row for channel k at M + 4·(k - k0)·T bytes, its 16 planes ms bytes apart; tile
- * descriptors at d.
+ * time, through the epilogue (the bias added to the tiles, `finish` as they are stored): M's row for
+ * channel k at M + 4·(k - k0)·T bytes, its 16 planes ms bytes apart; tile descriptors at d.
  */
 function outputs(
   M: usize, ms: usize, T: i32, d: usize, y: usize, b: i32, n: i32, k0: i32, k1: i32, K: i32, OH: i32, OW: i32, P: i32, TW: i32, TH: i32,
 ): void {
   for (let k = k0; k < k1; k++) {
+    const bias = epiBias != 0, bv = bias ? v128.load32_splat(at(epiBias, k)) : f32x4.splat(0);
+    const scaled = epiScale != 0, sv = scaled ? v128.load32_splat(at(epiScale, k)) : f32x4.splat(1);
     walkFrom(b, P, TW);
     for (let j = 0; j < n; j += 4) {
       const m = at(M, (k - k0) * T + j);
       // s = Aᵀ·M (2x4), by columns q.
       const s00 = colSum(m, ms), s01 = colSum(m + ms, ms), s02 = colSum(m + 2 * ms, ms), s03 = colSum(m + 3 * ms, ms);
       const s10 = colDiff(m, ms), s11 = colDiff(m + ms, ms), s12 = colDiff(m + 2 * ms, ms), s13 = colDiff(m + 3 * ms, ms);
-      const y00 = f32x4.add(f32x4.add(s00, s01), s02), y01 = f32x4.sub(f32x4.sub(s01, s02), s03);
-      const y10 = f32x4.add(f32x4.add(s10, s11), s12), y11 = f32x4.sub(f32x4.sub(s11, s12), s13);
+      let y00 = f32x4.add(f32x4.add(s00, s01), s02), y01 = f32x4.sub(f32x4.sub(s01, s02), s03);
+      let y10 = f32x4.add(f32x4.add(s10, s11), s12), y11 = f32x4.sub(f32x4.sub(s11, s12), s13);
+      if (scaled) {
+        y00 = f32x4.mul(y00, sv);
+        y01 = f32x4.mul(y01, sv);
+        y10 = f32x4.mul(y10, sv);
+        y11 = f32x4.mul(y11, sv);
+      }
+      if (bias) {
+        y00 = f32x4.add(y00, bv);
+        y01 = f32x4.add(y01, bv);
+        y10 = f32x4.add(y10, bv);
+        y11 = f32x4.add(y11, bv);
+      }
       if (j + 4 <= n && 2 * (walkCol + 4) <= OW) {
         // Four whole tiles side by side: two runs of 8 outputs.
         const oh = walkRow << 1;
         const r0 = at(y, ((walkImg * K + k) * OH + oh) * OW + (walkCol << 1));
         walkOn(4, TW, TH);
-        v128.store(r0, v128.shuffle<f32>(y00, y01, 0, 4, 1, 5));
-        v128.store(r0, v128.shuffle<f32>(y00, y01, 2, 6, 3, 7), 16);
+        let a = v128.shuffle<f32>(y00, y01, 0, 4, 1, 5), e = v128.shuffle<f32>(y00, y01, 2, 6, 3, 7);
+        if (epiFinish) {
+          a = finish(a, r0);
+          e = finish(e, r0 + 16);
+        }
+        v128.store(r0, a);
+        v128.store(r0, e, 16);
         if (oh + 1 < OH) {
           const r1 = at(r0, OW);
-          v128.store(r1, v128.shuffle<f32>(y10, y11, 0, 4, 1, 5));
-          v128.store(r1, v128.shuffle<f32>(y10, y11, 2, 6, 3, 7), 16);
+          a = v128.shuffle<f32>(y10, y11, 0, 4, 1, 5);
+          e = v128.shuffle<f32>(y10, y11, 2, 6, 3, 7);
+          if (epiFinish) {
+            a = finish(a, r1);
+            e = finish(e, r1 + 16);
+          }
+          v128.store(r1, a);
+          v128.store(r1, e, 16);
         }
         continue;
       }
-      // Row e of tile l: lanes l of ye0 and ye1, as 64 bits.
+      // Row e of tile l: lanes l of ye0 and ye1, moved to lanes 0 and 1.
       describe(d, n - j, 2, y, K, k, OH, OW, 0, 0, TW, TH);
       const r00 = v128.shuffle<f32>(y00, y01, 0, 4, 1, 5), r01 = v128.shuffle<f32>(y00, y01, 2, 6, 3, 7);
       const r10 = v128.shuffle<f32>(y10, y11, 0, 4, 1, 5), r11 = v128.shuffle<f32>(y10, y11, 2, 6, 3, 7);
-      storePair(d, 0, i64x2.extract_lane(r00, 0), OH, OW);
-      storePair(d + 16, 0, i64x2.extract_lane(r00, 1), OH, OW);
-      storePair(d + 32, 0, i64x2.extract_lane(r01, 0), OH, OW);
-      storePair(d + 48, 0, i64x2.extract_lane(r01, 1), OH, OW);
-      storePair(d, 1, i64x2.extract_lane(r10, 0), OH, OW);
-      storePair(d + 16, 1, i64x2.extract_lane(r10, 1), OH, OW);
-      storePair(d + 32, 1, i64x2.extract_lane(r11, 0), OH, OW);
-      storePair(d + 48, 1, i64x2.extract_lane(r11, 1), OH, OW);
+      storePair(d, 0, r00, OH, OW);
+      storePair(d + 16, 0, v128.shuffle<f32>(r00, r00, 2, 3, 2, 3), OH, OW);
+      storePair(d + 32, 0, r01, OH, OW);
+      storePair(d + 48, 0, v128.shuffle<f32>(r01, r01, 2, 3, 2, 3), OH, OW);
+      storePair(d, 1, r10, OH, OW);
+      storePair(d + 16, 1, v128.shuffle<f32>(r10, r10, 2, 3, 2, 3), OH, OW);
+      storePair(d + 32, 1, r11, OH, OW);
+      storePair(d + 48, 1, v128.shuffle<f32>(r11, r11, 2, 3, 2, 3), OH, OW);
     }
   }
 }
@@ -453,28 +488,32 @@ function outputs(
  * each transforms the input of all T = N·⌈OH/2⌉·⌈OW/2⌉ tiles, and each panel of four filters is
  * transformed just before its GEMMs, so U never leaves the cache. Scratch per thread
  * (scratchStride bytes): V [16][C][T8] (T8 = T rounded up to 8; planes 16 floats apart), the panel's
- * U [16][C][4], its M [16][4][T8] (planes 16 floats apart) and an 80-float stage.
+ * U [16][C][4], its M [16][4][T8] (planes 16 floats apart) and an 80-float stage. The epilogue at
+ * `epi` is applied as in `winogradConv`. `kept`, when not 0, is all of U as `winogradFilter` lays it
+ * out, made by an earlier call: the panels read it instead of transforming w.
  */
 export function winogradConvPanels(
   x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, kept: usize, tid: i32, nt: i32,
 ): void {
-  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 2, tid, nt);
+  epilogueFrom(epi, y);
+  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 2, kept, tid, nt);
 }
 
 /** `winogradConvPanels` by F(4x4, 3x3): 36 points, T = N·⌈OH/4⌉·⌈OW/4⌉ tiles and a 176-float stage. */
 export function winograd4ConvPanels(
   x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, kept: usize, tid: i32, nt: i32,
 ): void {
-  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 4, tid, nt);
+  epilogueFrom(epi, y);
+  panels(x, w, y, scratch, scratchStride, N, C, H, W, K, OH, OW, padTop, padLeft, 4, kept, tid, nt);
 }
 
 /** The two panel kernels, m a constant where inlined. */
 // @ts-ignore: decorator
 @inline function panels(
   x: usize, w: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, m: i32, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, m: i32, kept: usize, tid: i32, nt: i32,
 ): void {
   const points = (m + 2) * (m + 2), TW = (OW + m - 1) / m, TH = (OH + m - 1) / m, P = TH * TW, n = N * P, T = (n + 7) & ~7;
   const vp = C * T + 16, mp = 4 * T + 16, vs = (<usize>T) << 2;
@@ -486,9 +525,9 @@ export function winograd4ConvPanels(
     else transformInput4(x, V, vp, T, stage, 0, n, T, C, H, W, P, TW, padTop, padLeft, rowsIn);
   }
   for (; k < k1; k += 4) {
-    filterPanel(w, K, C, m, k, U, (<usize>C) << 4);
+    if (!kept) filterPanel(w, K, C, m, k, U, (<usize>C) << 4);
     for (let xi = 0; xi < points; xi++) {
-      const ua = at(U, xi * 4 * C), va = at(V, xi * vp), ma = at(M, xi * mp);
+      const ua = kept ? at(kept, (xi * padded(K) + k) * C) : at(U, xi * 4 * C), va = at(V, xi * vp), ma = at(M, xi * mp);
       for (let j = 0; j < T; j += 8) product(C, ua, at(va, j), vs, at(ma, j), vs);
     }
     if (m == 2) outputs(M, (<usize>mp) << 2, T, at(stage, 64), y, 0, n, k, min(k + 4, K), K, OH, OW, P, TW, TH);
@@ -819,12 +858,13 @@ function transformInput4(
 /**
  * `winogradConv` by F(4x4, 3x3): tiles are 4x4 outputs, U from `winogradFilter` (m = 4), and the scratch
  * holds V [36][C][T], M [36][Kp][T] (planes 16 floats apart) and a 176-float stage:
- * scratchStride = 4·(36·(C + Kp)·T + 1328) bytes.
+ * scratchStride = 4·(36·(C + Kp)·T + 1328) bytes. The epilogue at `epi` is applied as in `winogradConv`.
  */
 export function winograd4Conv(
   x: usize, u: usize, y: usize, scratch: usize, scratchStride: i32,
-  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, tid: i32, nt: i32,
+  N: i32, C: i32, H: i32, W: i32, K: i32, OH: i32, OW: i32, padTop: i32, padLeft: i32, epi: usize, tid: i32, nt: i32,
 ): void {
+  epilogueFrom(epi, y);
   const Kp = padded(K), TW = (OW + 3) >> 2, TH = (OH + 3) >> 2, P = TH * TW;
   const T = (((scratchStride >> 2) - 1328) / (36 * (C + Kp))) & ~7;
   const vp = C * T + 16, mp = Kp * T + 16;
@@ -847,14 +887,17 @@ export function winograd4Conv(
 
 /**
  * y = Aᵀ·M·A of F(4x4, 3x3) for tiles b .. b + n - 1 and output channels [k0, k1), as `outputs`
- * reads M: s = Aᵀ·M by columns into the stage (s[a][q] at 4·(6·a + q) floats), then the rows of s
- * times A (y[a][e] at 96 + 4·(4·a + e) floats); tile descriptors at stage + 160 floats.
+ * reads M, through the epilogue as there: s = Aᵀ·M by columns into the stage (s[a][q] at 4·(6·a +
+ * q) floats), then the rows of s times A (y[a][e] at 96 + 4·(4·a + e) floats); tile descriptors at
+ * stage + 160 floats.
  */
 function outputs4(
   M: usize, ms: usize, T: i32, stage: usize, y: usize, b: i32, n: i32, k0: i32, k1: i32, K: i32, OH: i32, OW: i32, P: i32, TW: i32, TH: i32,
 ): void {
   const ys = at(stage, 96), d = at(stage, 160);
   for (let k = k0; k < k1; k++) {
+    const bias = epiBias != 0, bv = bias ? v128.load32_splat(at(epiBias, k)) : f32x4.splat(0);
+    const scaled = epiScale != 0, sv = scaled ? v128.load32_splat(at(epiScale, k)) : f32x4.splat(1);
     walkFrom(b, P, TW);
     for (let j = 0; j < n; j += 4) {
       const m = at(M, (k - k0) * T + j);
@@ -880,11 +923,29 @@ function outputs4(
         const e0 = v128.load(e), e1 = v128.load(e, 16), e2 = v128.load(e, 32), e3 = v128.load(e, 48);
         const t0 = v128.shuffle<f32>(e0, e1, 0, 4, 1, 5), t1 = v128.shuffle<f32>(e2, e3, 0, 4, 1, 5);
         const t2 = v128.shuffle<f32>(e0, e1, 2, 6, 3, 7), t3 = v128.shuffle<f32>(e2, e3, 2, 6, 3, 7);
-        const y0 = v128.shuffle<f32>(t0, t1, 0, 1, 4, 5), y1 = v128.shuffle<f32>(t0, t1, 2, 3, 6, 7);
-        const y2 = v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), y3 = v128.shuffle<f32>(t2, t3, 2, 3, 6, 7);
+        let y0 = v128.shuffle<f32>(t0, t1, 0, 1, 4, 5), y1 = v128.shuffle<f32>(t0, t1, 2, 3, 6, 7);
+        let y2 = v128.shuffle<f32>(t2, t3, 0, 1, 4, 5), y3 = v128.shuffle<f32>(t2, t3, 2, 3, 6, 7);
+        if (scaled) {
+          y0 = f32x4.mul(y0, sv);
+          y1 = f32x4.mul(y1, sv);
+          y2 = f32x4.mul(y2, sv);
+          y3 = f32x4.mul(y3, sv);
+        }
+        if (bias) {
+          y0 = f32x4.add(y0, bv);
+          y1 = f32x4.add(y1, bv);
+          y2 = f32x4.add(y2, bv);
+          y3 = f32x4.add(y3, bv);
+        }
         if (run) {
           if (oh + a >= OH) break;
           const o = at(r0, a * OW);
+          if (epiFinish) {
+            y0 = finish(y0, o);
+            y1 = finish(y1, o + 16);
+            y2 = finish(y2, o + 32);
+            y3 = finish(y3, o + 48);
+          }
           v128.store(o, y0);
           v128.store(o, y1, 16);
           v128.store(o, y2, 32);

@@ -4,7 +4,10 @@ import {
   nextVersion,
 } from '@residual/core';
 import { describe, expect, it } from 'vitest';
+import { conv2d } from './conv.js';
+import { maxPool2d, maxPool2dBackward } from './pool.js';
 import { createCpuBackend, type CpuStorage } from './index.js';
+import { fmaSupported, Wasm } from './wasm.js';
 
 const cpu = createCpuBackend({ provider: 'wasm' });
 const t = (values: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): TensorView<CpuStorage> => {
@@ -136,6 +139,103 @@ describe('conv2d forward, backward data, backward filter', () => {
     // Pad 0 before and 1 after: out = floor((6 + 1 - 3) / 2) + 1 = 3.
     check({ ...base, padTop: 0, padLeft: 1, padBottom: 1, padRight: 0, outH: 3, outW: 3 });
   });
+});
+
+describe('implicit-GEMM conv2d with its epilogue, on every way threads split it', () => {
+  // Each is past the size at which an op splits over threads. Workers are not started, so this
+  // thread runs every slice: the same results as when workers run them.
+  const configs: [string, Shape, Shape, Parameters<typeof conv2dGeometry>[2]][] = [
+    ['1 image, positions split: 7x7/2 stem, rows of 30 (no vector unfold), K=12', [1, 3, 64, 60], [12, 3, 7, 7], { stride: 2, padding: 3 }],
+    ['1 image, positions split: 7x7/2 stem, rows of 32', [1, 3, 64, 64], [12, 3, 7, 7], { stride: 2, padding: 3 }],
+    ['1 image, channels split: 1x1 at 7x7, K=200', [1, 128, 7, 7], [200, 128, 1, 1], {}],
+    ['2 images, positions split: 3x3/2, patch 288 (two panels of the sum)', [2, 32, 19, 17], [24, 32, 3, 3], { stride: 2, padding: 1 }],
+    ['5 images split: 1x1, C=300, K=70 (two blocks of rows)', [5, 300, 6, 6], [70, 300, 1, 1], {}],
+    ['1 image, positions split, 2 groups', [1, 16, 64, 64], [24, 8, 3, 3], { stride: 2, padding: 1, groups: 2 }],
+  ];
+  const fma = fmaSupported();
+  for (const [name, xs, ws, opts] of configs) {
+    it(name, () => {
+      const g = conv2dGeometry(xs, ws, opts);
+      const ys: Shape = [g.batch, g.outChannels, g.outH, g.outW];
+      const [xv, wv] = [rand(sizeOf(xs), 13), rand(sizeOf(ws), 14)];
+      const bias = Float32Array.from(rand(g.outChannels, 15));
+      const scale = Float32Array.from(rand(g.outChannels, 17), (v, k) => (k === 1 ? 0 : 2 * v));
+      const residual = Float32Array.from(rand(sizeOf(ys), 16), (v) => 4 * v);
+      const plane = g.outH * g.outW;
+      const ref = convRef(xv, wv, new Array<number>(sizeOf(ys)).fill(0), g).y.map((v, i) => {
+        const k = Math.floor(i / plane) % g.outChannels;
+        const pre = v * scale[k] + bias[k] + residual[i];
+        return pre > 0 ? pre : 0;
+      });
+      const results = [1, 3].map((threads) => {
+        const y = new Float32Array(sizeOf(ys)).fill(NaN);
+        conv2d(new Wasm({ threads, fma, onGrow: () => {} }), Float32Array.from(xv), Float32Array.from(wv), y, g, { scale, bias, residual, relu: true });
+        close(y, ref);
+        return y;
+      });
+      expect(results[0].some((v) => v === 0) && results[0].some((v) => v > 0)).toBe(true);
+      // Each output sums its taps in the same order whoever computes it.
+      expect(results[1]).toEqual(results[0]);
+    });
+  }
+});
+
+describe('max-pool backward and the 1x1 subsampling pool, in WebAssembly', () => {
+  /** dx of max pooling by a plain scan: each dy to its window's first maximum (the first NaN), added in f32 in output order. */
+  const scan = (x: Float32Array, dy: Float32Array, g: Pool2dGeometry): Float32Array => {
+    const dx = new Float32Array(x.length);
+    for (let p = 0, o = 0; p < g.batch * g.channels; p++)
+      for (let oh = 0; oh < g.outH; oh++)
+        for (let ow = 0; ow < g.outW; ow++, o++) {
+          let at = -1;
+          for (let h = oh * g.strideH - g.padTop, i = 0; i < g.kernelH; h++, i++)
+            for (let w = ow * g.strideW - g.padLeft, j = 0; j < g.kernelW; w++, j++) {
+              if (h < 0 || h >= g.inH || w < 0 || w >= g.inW) continue;
+              const c = (p * g.inH + h) * g.inW + w;
+              if (at < 0 || (x[c] > x[at] && x[at] === x[at]) || (x[c] !== x[c] && x[at] === x[at])) at = c;
+            }
+          dx[at] = Math.fround(dx[at] + dy[o]);
+        }
+    return dx;
+  };
+  /** Few distinct values (ties), NaN in about 1 of 9 cells (often two to a window), -Infinity in 1 of 37. */
+  const values = (n: number, seed: number) =>
+    Float32Array.from(rand(n, seed), (v, i) => (i % 13 === 7 || i % 29 === 3 ? NaN : i % 37 === 5 ? -Infinity : Math.round(v * 4)));
+  const configs: [string, Shape, Parameters<typeof pool2dGeometry>[1]][] = [
+    ['3x3/2 pad 1 (ResNet stem), large enough for threads', [8, 16, 56, 56], { kernelSize: 3, stride: 2, padding: 1 }],
+    ['3x3/2 pad 1, odd width', [2, 3, 20, 23], { kernelSize: 3, stride: 2, padding: 1 }],
+    ['2x2/2', [1, 2, 9, 16], { kernelSize: 2, stride: 2 }],
+    ['3x3/1 pad 1', [2, 2, 7, 13], { kernelSize: 3, stride: 1, padding: 1 }],
+    ['3x2 stride (2,1) pad (1,1)', [2, 3, 7, 6], { kernelSize: [3, 2], stride: [2, 1], padding: [1, 1] }],
+    ['5x5/3 pad 2 (window by window)', [1, 2, 17, 19], { kernelSize: 5, stride: 3, padding: 2 }],
+    ['1x1/2 (option-A shortcut)', [4, 16, 32, 32], { kernelSize: 1, stride: 2 }],
+    ['1x1/2, odd sizes', [2, 3, 9, 7], { kernelSize: 1, stride: 2 }],
+    ['1x1 stride (1,2)', [2, 3, 5, 12], { kernelSize: 1, stride: [1, 2] }],
+    ['1x1 stride (2,1)', [2, 3, 6, 9], { kernelSize: 1, stride: [2, 1] }],
+    ['1x1/3, odd sizes', [2, 3, 10, 11], { kernelSize: 1, stride: 3 }],
+  ];
+  const fma = fmaSupported();
+  for (const [name, xs, opts] of configs) {
+    it(name, () => {
+      const g = pool2dGeometry(xs, opts);
+      const x = values(sizeOf(xs), 21);
+      const dy = Float32Array.from(rand(g.batch * g.channels * g.outH * g.outW, 22));
+      const want = scan(x, dy, g);
+      for (const threads of [1, 3]) {
+        const wasm = new Wasm({ threads, fma, onGrow: () => {} });
+        const dx = new Float32Array(x.length).fill(NaN);
+        maxPool2dBackward(wasm, dy, x, dx, g);
+        expect(dx).toEqual(want);
+        if (g.kernelH === 1 && g.kernelW === 1) {
+          const y = new Float32Array(dy.length).fill(NaN);
+          maxPool2d(wasm, x, y, g);
+          const plane = g.outH * g.outW;
+          const cell = (o: number) => ((Math.floor(o / plane) * g.inH + Math.floor((o % plane) / g.outW) * g.strideH) * g.inW + (o % g.outW) * g.strideW);
+          expect(y).toEqual(Float32Array.from(y, (_, o) => x[cell(o)]));
+        }
+      }
+    });
+  }
 });
 
 describe('pooling', () => {

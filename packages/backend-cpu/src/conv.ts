@@ -6,8 +6,35 @@
  * results out (Wasm.place).
  */
 import type { Conv2dGeometry } from '@residual/core';
-import { applyEpilogue, type Epilogue } from './epilogue.js';
+import { TransformCache, type WeightSource } from './transform-cache.js';
 import { GEOMETRY, type Wasm } from './wasm.js';
+
+/** What a forward conv does to its output as each tile is stored: y = act(conv·scale[k] + bias[k] + residual). */
+export interface Epilogue {
+  /** [K], multiplies each output channel (a folded inference batch-norm). */
+  readonly scale?: Float32Array;
+  /** [K], added per output channel. */
+  readonly bias?: Float32Array;
+  /** [N, K, OH, OW], added per output. */
+  readonly residual?: Float32Array;
+  /** max(y, 0) last, NaN and -0 to +0 (the op's float64 reference). */
+  readonly relu?: boolean;
+}
+
+/**
+ * Places a forward conv's operands (x, w, the epilogue's arrays, y, then `scratch` regions) and writes
+ * its epilogue where the kernels read it: `epi` is the address to hand them.
+ */
+const placeConv = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, e: Epilogue, ...scratch: number[]) => {
+  const extra = [e.bias, e.residual, e.scale].filter((a) => a !== undefined);
+  const { at, done } = wasm.place([x, w, ...extra], [y], ...scratch);
+  let i = 2;
+  const bias = e.bias ? at[i++] : 0;
+  const residual = e.residual ? at[i++] : 0;
+  const scale = e.scale ? at[i++] : 0;
+  const py = at[i++];
+  return { px: at[0], pw: at[1], py, epi: wasm.epilogue(bias, residual, e.relu ?? false, scale), scratch: at.slice(i), done };
+};
 
 /** Multiply-adds of a convolution (the same for its two gradients). */
 const macsOf = (g: Conv2dGeometry): number =>
@@ -72,19 +99,49 @@ const forwardM = (g: Conv2dGeometry): 2 | 4 => {
 };
 
 /**
+ * Bytes of Winograd filter transforms kept per runtime: ResNet-50's take 120 MiB at batch 1 and 180
+ * MiB at batch 16, where F(4x4, 3x3) holds 4 times the filters' floats. Past it the transforms are
+ * made on every call, as without a cache.
+ */
+const TRANSFORM_CACHE_BYTES = 256 * 2 ** 20;
+const transformCaches = new WeakMap<Wasm, TransformCache>();
+
+/** Floats of F(m x m, 3x3)'s filter transform U [(m + 2)²][Kp/4][C][4] (assembly/winograd.ts's `winogradFilter`). */
+const filterFloats = (g: Conv2dGeometry, m: 2 | 4): number => (m + 2) ** 2 * Math.ceil(g.outChannels / 4) * 4 * g.inChannels;
+
+/** Makes w's filter transform for F(m x m, 3x3) at byte address `pu`, w at `pw`. */
+const filterTransform = (wasm: Wasm, g: Conv2dGeometry, m: 2 | 4, pw: number, pu: number): void =>
+  wasm.run('winogradFilter', [pw, pu, g.outChannels, g.inChannels, m], (m + 2) ** 2 * g.outChannels * g.inChannels);
+
+/**
+ * The byte address of w's filter transform for F(m x m, 3x3) kept from an earlier call with the same
+ * weights (`source`: w's storage and the version of its contents), or made now to be kept; 0 when
+ * it is not kept (no source, a first call with these contents, the cache full).
+ */
+const keptFilter = (wasm: Wasm, g: Conv2dGeometry, m: 2 | 4, w: Float32Array, source: WeightSource | undefined): number => {
+  if (!source) return 0;
+  let cache = transformCaches.get(wasm);
+  if (!cache) transformCaches.set(wasm, (cache = new TransformCache(wasm, TRANSFORM_CACHE_BYTES)));
+  return cache.get(source, m, filterFloats(g, m), (pu) => filterTransform(wasm, g, m, wasm.place([w], []).at[0], pu));
+};
+
+/**
  * The forward conv by Winograd F(m x m, 3x3), m = 2 or 4 (assembly/winograd.ts): filter transform,
- * then the fused transforms and GEMMs.
+ * then the fused transforms and GEMMs. With `source`, the filter transform is kept for later calls
+ * with the same weights (`keptFilter`).
  */
 export const winogradConv2d = (
-  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4 = forwardM(g),
+  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4 = forwardM(g), e: Epilogue = {},
+  source?: WeightSource,
 ): void => {
-  const { inChannels: c, outChannels: k } = g;
   const points = (m + 2) ** 2;
-  const stride = winogradScratch(c, k, points, WINOGRAD_BLOCK);
-  const { at: [px, pw, py, pu, scratch], done } = wasm.place([x, w], [y], points * Math.ceil(k / 4) * 4 * c, wasm.threads * stride);
-  wasm.run('winogradFilter', [pw, pu, k, c, m], points * k * c);
+  const kept = keptFilter(wasm, g, m, w, source);
+  const stride = winogradScratch(g.inChannels, g.outChannels, points, WINOGRAD_BLOCK);
+  const { px, pw, py, epi, scratch: [pu, scratch], done } = placeConv(wasm, x, w, y, e, kept ? 0 : filterFloats(g, m), wasm.threads * stride);
+  if (!kept) filterTransform(wasm, g, m, pw, pu);
   // points multiplies per m x m outputs where direct takes 9 per output.
-  wasm.run(m === 4 ? 'winograd4Conv' : 'winogradConv', [px, pu, py, scratch, stride * 4, ...winogradShape(g)], (macsOf(g) * points) / (9 * m * m));
+  const args = [px, kept || pu, py, scratch, stride * 4, ...winogradShape(g), epi];
+  wasm.run(m === 4 ? 'winograd4Conv' : 'winogradConv', args, (macsOf(g) * points) / (9 * m * m));
   done();
 };
 
@@ -133,43 +190,55 @@ const panelsM = (g: Conv2dGeometry): 2 | 4 | null => {
 /**
  * The forward conv by F(m x m, 3x3) with the output channels split between threads, each panel of
  * four filters transformed just before its GEMMs (winogradConvPanels, winograd4ConvPanels): no
- * thread streams all the transformed filters past a few tiles, and they never leave the cache.
+ * thread streams all the transformed filters past a few tiles, and they never leave the cache. Where
+ * a transform of w is kept (`source`, `keptFilter`), the panels read it instead: 1.1-1.3x faster at
+ * ResNet-50's 7x7 and 14x14 layers at batch 1 on one thread, with the weights of 12 such layers in
+ * turn so that they stream from memory as in a whole network (U is 1.8x or 4x w's bytes, but loads
+ * as whole vectors where the transform gathers the taps of four filters).
  */
 export const winogradPanelsConv2d = (
-  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4,
+  wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, m: 2 | 4, e: Epilogue = {}, source?: WeightSource,
 ): void => {
   const { inChannels: c } = g;
   const t = tilesOf(g, m);
   const points = (m + 2) ** 2;
+  const kept = keptFilter(wasm, g, m, w, source);
   // V, a panel's U and M, the stage (assembly/winograd.ts).
   const stride = points * (c * t + 16) + 4 * points * c + points * (4 * t + 16) + (m === 2 ? 80 : 176);
-  const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * stride);
+  const { px, pw, py, epi, scratch: [scratch], done } = placeConv(wasm, x, w, y, e, wasm.threads * stride);
   const kernel = m === 4 ? 'winograd4ConvPanels' : 'winogradConvPanels';
-  wasm.run(kernel, [px, pw, py, scratch, stride * 4, ...winogradShape(g)], (macsOf(g) * points) / (9 * m * m));
+  wasm.run(kernel, [px, pw, py, scratch, stride * 4, ...winogradShape(g), epi, kept], (macsOf(g) * points) / (9 * m * m));
   done();
 };
 
 /** The forward conv as a GEMM with implicit im2col (any geometry). */
-export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
-  const { at: [px, pw, py, scratch], done } = wasm.place([x, w], [y], wasm.threads * wasm.gemmScratch);
+export const implicitConv2d = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, e: Epilogue = {}): void => {
+  const { px, pw, py, epi, scratch: [scratch], done } = placeConv(wasm, x, w, y, e, wasm.threads * wasm.gemmScratch);
   setGeometry(wasm, g);
-  wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4], macsOf(g));
+  wasm.run('conv2d', [GEOMETRY, px, pw, py, scratch, wasm.gemmScratch * 4, epi], macsOf(g));
   done();
 };
 
-/** Runs the forward conv on (x, w) under geometry g: Winograd where it pays, else implicit GEMM. */
-const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array): void => {
-  if (!winogradFits(g)) return implicitConv2d(wasm, g, x, w, y);
+/**
+ * Runs the forward conv on (x, w) under geometry g with epilogue e: Winograd where it pays, else
+ * implicit GEMM; `source` identifies w's contents for the filter transforms kept.
+ */
+const forward = (wasm: Wasm, g: Conv2dGeometry, x: Float32Array, w: Float32Array, y: Float32Array, e: Epilogue = {}, source?: WeightSource): void => {
+  if (!winogradFits(g)) return implicitConv2d(wasm, g, x, w, y, e);
   const m = panelsM(g);
-  if (m) winogradPanelsConv2d(wasm, g, x, w, y, m);
-  else winogradConv2d(wasm, g, x, w, y);
+  if (m) winogradPanelsConv2d(wasm, g, x, w, y, m, e, source);
+  else winogradConv2d(wasm, g, x, w, y, forwardM(g), e, source);
 };
 
-/** y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual). */
-export const conv2d = (wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry, epilogue: Epilogue = {}): void => {
-  if (y.length === 0) return;
-  forward(wasm, g, x, w, y);
-  applyEpilogue(wasm, y, [g.batch, g.outChannels, g.outH, g.outW], epilogue);
+/**
+ * y [N,K,OH,OW] = act(conv(x [N,C,H,W], w [K,C/groups,R,S]) + bias + residual), the epilogue applied
+ * by the kernels as they store each output tile. `source` (w's storage and the version of its
+ * contents) lets a Winograd conv keep its filter transform for the next call with the same weights.
+ */
+export const conv2d = (
+  wasm: Wasm, x: Float32Array, w: Float32Array, y: Float32Array, g: Conv2dGeometry, epilogue: Epilogue = {}, source?: WeightSource,
+): void => {
+  if (y.length > 0) forward(wasm, g, x, w, y, epilogue, source);
 };
 
 /**

@@ -138,11 +138,16 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
     matmul: ({ a, b }, { transA, transB }, [o]) => one(o, (y) => matmul(wasm(), f32(a), a.shape, transA, f32(b), b.shape, transB, y, o.shape)),
     conv2d: ({ x, w, scale, bias, residual }, g, [o]) =>
       one(o, (y) =>
-        conv2d(wasm(), f32(x), f32(w), y, g, { scale: scale && f32(scale), bias: bias && f32(bias), residual: residual && f32(residual), relu: g.relu })),
+        conv2d(
+          wasm(), f32(x), f32(w), y, g,
+          { scale: scale && f32(scale), bias: bias && f32(bias), residual: residual && f32(residual), relu: g.relu },
+          { owner: w.storage, version: w.version },
+        ),
+      ),
     conv2dBackwardData: ({ dy, w }, g, [o]) => one(o, (dx) => conv2dBackwardData(wasm(), f32(dy), f32(w), dx, g)),
     conv2dBackwardFilter: ({ x, dy }, g, [o]) => one(o, (dw) => conv2dBackwardFilter(wasm(), f32(x), f32(dy), dw, g)),
     maxPool2d: ({ x }, g, [o]) => one(o, (y) => maxPool2d(wasm(), f32(x), y, g)),
-    maxPool2dBackward: ({ dy, x }, g, [o]) => one(o, (dx) => maxPool2dBackward(f32(dy), f32(x), dx, g)),
+    maxPool2dBackward: ({ dy, x }, g, [o]) => one(o, (dx) => maxPool2dBackward(wasm(), f32(dy), f32(x), dx, g)),
     avgPool2d: ({ x }, g, [o]) => one(o, (y) => avgPool2d(f32(x), y, g)),
     avgPool2dBackward: ({ dy }, g, [o]) => one(o, (dx) => avgPool2dBackward(f32(dy), dx, g)),
     batchNormTrain: ({ x, gamma, beta, residual }, { eps, relu }, outs) => {

@@ -4,8 +4,6 @@
  * outside the WebAssembly memory are copied in, results out (Wasm.place).
  */
 import type { Shape } from '@residual/core';
-import { reluBackward } from './elementwise.js';
-import { applyEpilogue, type Epilogue } from './epilogue.js';
 import type { Wasm } from './wasm.js';
 
 /** N, C and the size of the trailing axes of an [N, C, ...] shape. */
@@ -17,19 +15,27 @@ const layout = (shape: Shape) => {
 /** Work units per element of these memory-bound kernels, against the multiply-adds that decide threading. */
 const PER_ELEMENT = 4;
 
+/** batchNormTrain's fused epilogue: a residual of x's shape added, then a ReLU. */
+export interface NormEpilogue {
+  readonly residual?: Float32Array;
+  /** max(y, 0) last, NaN and -0 to +0 (the op's float64 reference). */
+  readonly relu?: boolean;
+}
+
 /**
  * y = act((x - mean)·invstd·gamma + beta + residual) with batch statistics; invstd = 1/sqrt(biased
- * var + eps).
+ * var + eps). The epilogue rides on the pass that writes y.
  */
 export const batchNormTrain = (
   wasm: Wasm, x: Float32Array, shape: Shape, gamma: Float32Array, beta: Float32Array, eps: number,
-  y: Float32Array, mean: Float32Array, invstd: Float32Array, epilogue: Omit<Epilogue, 'bias'> = {},
+  y: Float32Array, mean: Float32Array, invstd: Float32Array, { residual, relu = false }: NormEpilogue = {},
 ): void => {
   const { n, c, inner } = layout(shape);
-  const { at: [px, pg, pb, py, pm, pi], done } = wasm.place([x, gamma, beta], [y, mean, invstd]);
-  wasm.run('batchNormTrain', [px, py, pg, pb, pm, pi, n, c, inner, eps], PER_ELEMENT * x.length);
+  const { at, done } = wasm.place([x, gamma, beta, ...(residual ? [residual] : [])], [y, mean, invstd]);
+  const [px, pg, pb] = at;
+  const [pr, py, pm, pi] = residual ? at.slice(3) : [0, ...at.slice(3)];
+  wasm.run('batchNormTrain', [px, py, pg, pb, pm, pi, n, c, inner, eps, pr, +relu], PER_ELEMENT * x.length);
   done();
-  applyEpilogue(wasm, y, shape, epilogue);
 };
 
 /** The epilogue's part of batch-norm's gradient: the forward's output, when it ended in a ReLU, and where the residual's gradient goes. */
@@ -42,20 +48,23 @@ export interface EpilogueGrad {
 
 /**
  * dy' = dy masked where y <= 0 (with a ReLU), then dbeta = Σ dy', dgamma = Σ dy'·x̂,
- * dx = gamma·invstd·(dy' - dbeta/M - x̂·dgamma/M), x̂ = (x - mean)·invstd.
+ * dx = gamma·invstd·(dy' - dbeta/M - x̂·dgamma/M), x̂ = (x - mean)·invstd; dresidual = dy'. The
+ * mask is read inside the kernel's passes, so dy' is never a separate pass.
  */
 export const batchNormBackward = (
   wasm: Wasm, dy: Float32Array, x: Float32Array, shape: Shape, gamma: Float32Array, mean: Float32Array, invstd: Float32Array,
   dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array, { y, dresidual }: EpilogueGrad = {},
 ): void => {
-  let g = dy;
-  if (y) {
-    g = dresidual ?? new Float32Array(dy.length);
-    reluBackward(wasm, y, dy, g);
-  } else if (dresidual) dresidual.set(dy);
   const { n, c, inner } = layout(shape);
-  const { at: [pdy, px, pg, pm, pi, pdx, pdg, pdb], done } = wasm.place([g, x, gamma, mean, invstd], [dx, dgamma, dbeta]);
-  wasm.run('batchNormBackward', [pdy, px, pg, pm, pi, pdx, pdg, pdb, n, c, inner], PER_ELEMENT * x.length);
+  const { at, done } = wasm.place(
+    [dy, x, gamma, mean, invstd, ...(y ? [y] : [])], [dx, dgamma, dbeta, ...(dresidual ? [dresidual] : [])],
+  );
+  const [pdy, px, pg, pm, pi] = at;
+  const rest = at.slice(5);
+  const py = y ? rest.shift()! : 0;
+  const [pdx, pdg, pdb] = rest;
+  const pdr = dresidual ? rest[3] : 0;
+  wasm.run('batchNormBackward', [pdy, px, pg, pm, pi, pdx, pdg, pdb, n, c, inner, py, pdr], PER_ELEMENT * x.length);
   done();
 };
 

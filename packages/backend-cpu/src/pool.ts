@@ -1,4 +1,4 @@
-/** 2-D max and average pooling, forward and backward; max pooling's forward pass in WebAssembly. */
+/** 2-D max and average pooling, forward and backward; max pooling's in WebAssembly. */
 import type { Pool2dGeometry } from '@residual/core';
 import { GEOMETRY, type Wasm } from './wasm.js';
 
@@ -25,60 +25,44 @@ const forEachWindow = (
   }
 };
 
-/** Offset of the first maximum of a window (NaN wins, as in PyTorch); windows are never empty. */
-const firstMax = (x: Float32Array, xPlane: number, inW: number, h0: number, h1: number, w0: number, w1: number): number => {
-  let at = xPlane + h0 * inW + w0;
-  let best = x[at];
-  for (let h = h0; h < h1 && best === best; h++) {
-    for (let i = xPlane + h * inW + w0, end = i - w0 + w1; i < end; i++) {
-      const v = x[i];
-      if (v > best || v !== v) {
-        best = v;
-        at = i;
-        if (v !== v) break;
-      }
-    }
-  }
-  return at;
-};
-
-/**
- * A 1x1 window (no padding, as a 1x1 kernel allows none) only subsamples: copies each output cell
- * from (`forward`) or to its one input cell. ResNet's option-A shortcut is such a pool.
- */
-const subsample = (x: Float32Array, y: Float32Array, g: Pool2dGeometry, forward: boolean): void => {
-  const { inH, inW, strideH, strideW, outH, outW } = g;
-  for (let p = 0, yi = 0; p < g.batch * g.channels; p++) {
-    for (let oh = 0; oh < outH; oh++) {
-      let xi = (p * inH + oh * strideH) * inW;
-      if (forward) for (let ow = 0; ow < outW; ow++, yi++, xi += strideW) y[yi] = x[xi];
-      else for (let ow = 0; ow < outW; ow++, yi++, xi += strideW) x[xi] = y[yi];
-    }
-  }
-};
+/** A 1x1 window (no padding, as a 1x1 kernel allows none) only subsamples: ResNet's option-A shortcut is such a pool. */
 const isSample = (g: Pool2dGeometry): boolean => g.kernelH === 1 && g.kernelW === 1;
+
+/** Hands a pool's geometry to the kernels of assembly/pool.ts, in their order. */
+const setGeometry = (wasm: Wasm, g: Pool2dGeometry): void =>
+  wasm.geometry([g.batch * g.channels, g.inH, g.inW, g.outH, g.outW, g.kernelH, g.kernelW, g.strideH, g.strideW, g.padTop, g.padLeft]);
+
+/** Work per element of the memory-bound subsampling, against the multiply-adds that decide threading. */
+const ELEMENT_WORK = 16;
 
 /**
  * y = the first maximum of each window in row-major order, NaN winning (as PyTorch scans), by the
  * WebAssembly kernel (assembly/pool.ts): 5-7x faster than plain loops at ResNet-50's 3x3/2 stem pool.
+ * A 1x1 pool copies every sH-th row's every sW-th element (`subsample`).
  */
 export const maxPool2d = (wasm: Wasm, x: Float32Array, y: Float32Array, g: Pool2dGeometry): void => {
-  if (isSample(g)) return subsample(x, y, g, true);
-  const { inH, inW, kernelH, kernelW, strideH, strideW, padTop, padLeft, outH, outW } = g;
+  if (y.length === 0) return;
+  const { inW, kernelH, kernelW, strideW, padLeft, outW } = g;
   // The kernel's copy of an input row between its padding, with room for its vector reads.
   const row = Math.max(padLeft + inW, (outW - 1) * strideW + kernelW) + 8;
   const { at: [px, py, scratch], done } = wasm.place([x], [y], wasm.threads * row);
-  wasm.geometry([g.batch * g.channels, inH, inW, outH, outW, kernelH, kernelW, strideH, strideW, padTop, padLeft]);
-  wasm.run('maxPool2d', [GEOMETRY, px, py, scratch, row * 4], y.length * kernelH * kernelW);
+  setGeometry(wasm, g);
+  if (isSample(g)) wasm.run('subsample', [GEOMETRY, px, py, 1], y.length * ELEMENT_WORK);
+  else wasm.run('maxPool2d', [GEOMETRY, px, py, scratch, row * 4], y.length * kernelH * kernelW);
   done();
 };
 
-/** Each dy goes to the first maximum of its window. */
-export const maxPool2dBackward = (dy: Float32Array, x: Float32Array, dx: Float32Array, g: Pool2dGeometry): void => {
-  dx.fill(0);
-  // Strides of at least 1 never land two 1x1 windows on one cell, so no sum is needed.
-  if (isSample(g)) subsample(dx, dy, g, false);
-  else forEachWindow(g, (xp, o, h0, h1, w0, w1) => (dx[firstMax(x, xp, g.inW, h0, h1, w0, w1)] += dy[o]));
+/**
+ * Each dy goes to the first maximum of its window, added in output order (assembly/pool.ts); a 1x1
+ * pool writes dy at its cells and zeros elsewhere in one pass.
+ */
+export const maxPool2dBackward = (wasm: Wasm, dy: Float32Array, x: Float32Array, dx: Float32Array, g: Pool2dGeometry): void => {
+  if (dx.length === 0) return;
+  const { at: [pdy, px, pdx], done } = wasm.place([dy, x], [dx]);
+  setGeometry(wasm, g);
+  if (isSample(g)) wasm.run('subsample', [GEOMETRY, pdx, pdy, 0], dx.length * ELEMENT_WORK);
+  else wasm.run('maxPool2dBackward', [GEOMETRY, pdy, px, pdx], dy.length * g.kernelH * g.kernelW + dx.length);
+  done();
 };
 
 /** The divisor of a window: the whole kernel when padding counts (windows never pass the padding), else the cells read. */

@@ -31,7 +31,7 @@ const { WebAssembly } = globalThis as unknown as { WebAssembly: WasmApi };
 const KERNELS = [
   'matmul', 'conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'sumParts', 'batchNormTrain', 'batchNormBackward', 'channelAffine',
   'binaryF32', 'reluF32', 'reluBackwardF32', 'winogradFilter', 'winogradConv', 'winogradBackwardFilter', 'winogradFilterGrad',
-  'winograd4Conv', 'winogradConvPanels', 'winograd4ConvPanels', 'maxPool2d',
+  'winograd4Conv', 'winogradConvPanels', 'winograd4ConvPanels', 'maxPool2d', 'maxPool2dBackward', 'subsample',
 ] as const;
 /** A kernel of assembly/kernels.ts. */
 export type KernelName = (typeof KERNELS)[number];
@@ -44,6 +44,8 @@ const ARGS = CTRL + 64;
 const MAX_ARGS = 16;
 /** Where a conv kernel reads its geometry (16 i32, in the field order of assembly/kernels.ts). */
 export const GEOMETRY = 2048;
+/** Where a forward conv kernel reads its epilogue (4 u32: bias, residual, relu, scale; see assembly/common.ts). */
+const EPILOGUE = GEOMETRY + 64;
 const ARENA = 4096;
 const PAGE = 65536;
 const MAX_PAGES = 65536;
@@ -140,6 +142,7 @@ export class Wasm {
   readonly #ctl: Int32Array;
   readonly #args: Float64Array;
   readonly #geometry: Int32Array;
+  readonly #epilogue: Uint32Array;
   // ...but a view of the whole memory has to be made anew.
   #heap: Float32Array;
   // Every buffer object the memory has had (one per size): arrays on any of them live here.
@@ -162,6 +165,7 @@ export class Wasm {
     this.#ctl = new Int32Array(buffer, CTRL, 8);
     this.#args = new Float64Array(buffer, ARGS, MAX_ARGS);
     this.#geometry = new Int32Array(buffer, GEOMETRY, 16);
+    this.#epilogue = new Uint32Array(buffer, EPILOGUE, 4);
     this.#heap = new Float32Array(buffer);
     this.#buffers.add(buffer);
     onGrow(buffer.byteLength);
@@ -275,6 +279,17 @@ export class Wasm {
   /** Writes a conv geometry (16 i32) where the conv kernels read it. */
   geometry(values: readonly number[]): void {
     this.#geometry.set(values);
+  }
+
+  /**
+   * Writes a forward conv's epilogue, y = act(y·scale[k] + bias[k] + residual), where its kernels read
+   * it, and returns the address to hand them: 0 (none) when there is nothing to apply. `scale`, `bias`
+   * and `residual` are byte addresses in this memory, 0 when absent.
+   */
+  epilogue(bias: number, residual: number, relu: boolean, scale = 0): number {
+    if (!bias && !residual && !relu && !scale) return 0;
+    this.#epilogue.set([bias, residual, +relu, scale]);
+    return EPILOGUE;
   }
 
   /** The threads an op of `work` multiply-adds is split over. */

@@ -1,8 +1,9 @@
-import { conv2dGeometry, OPS, sizeOf, type Conv2dGeometry, type OpName, type Shape } from '@residual/core';
+import { conv2d, conv2dGeometry, nextVersion, OPS, setBackend, SGD, sizeOf, tensor, type Conv2dGeometry, type OpName, type Shape } from '@residual/core';
 import { expectClose, ref, refTensor, RTOL } from '@residual/core/testing';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { winogradBackwardFilter, winogradConv2d, winogradPanelsConv2d } from './conv.js';
-import { createCpuBackend } from './index.js';
+import { createCpuBackend, type CpuStorage } from './index.js';
+import { TransformCache } from './transform-cache.js';
 import { fmaSupported, Wasm } from './wasm.js';
 
 /** Values in [-1, 1) from a fixed LCG. */
@@ -151,6 +152,177 @@ describe('Winograd conv against a direct float64 loop', () => {
         }
 });
 
+describe('the epilogue (scale, bias, residual, ReLU) on every Winograd form, as the output tiles are stored', () => {
+  const fmas = fmaSupported() ? [false, true] : [false];
+  const forms = [
+    ['F(2x2, 3x3)', 2, winogradConv2d],
+    ['F(4x4, 3x3)', 4, winogradConv2d],
+    ['F(2x2, 3x3) by filter panels', 2, winogradPanelsConv2d],
+    ['F(4x4, 3x3) by filter panels', 4, winogradPanelsConv2d],
+  ] as const;
+  const all = { scale: true, bias: true, residual: true, relu: true };
+  // Each part alone on one thread; all of them on every thread count and build.
+  const runs = [
+    ...fmas.flatMap((fma) => [1, 3].map((threads) => ({ parts: all, threads, fma }))),
+    { parts: { scale: true }, threads: 1, fma: fmaSupported() },
+    { parts: { bias: true }, threads: 1, fma: fmaSupported() },
+    { parts: { residual: true }, threads: 1, fma: fmaSupported() },
+    { parts: { relu: true }, threads: 1, fma: fmaSupported() },
+  ];
+  for (const [form, m, conv] of forms)
+    for (const [name, xs, ws, padding] of cases)
+      for (const { parts, threads, fma } of runs) {
+        const label = Object.keys(parts).join('+');
+        it(`${form}, ${label}, ${name}, ${threads} thread${threads > 1 ? 's' : ''}${fma ? ', FMA' : ''}`, () => {
+          const g = conv2dGeometry(xs, ws, { padding });
+          const x = rand(sizeOf(xs), 1);
+          const w = rand(sizeOf(ws), 2);
+          const n = g.batch * g.outChannels * g.outH * g.outW;
+          const bias = 'bias' in parts ? rand(g.outChannels, 8) : undefined;
+          // A folded batch-norm's scale: both signs, and a zero (zero-initialised gamma).
+          const scale = 'scale' in parts ? rand(g.outChannels, 10).map((v, k) => (k === 1 ? 0 : 2 * v)) : undefined;
+          // Residuals of the conv's size, so the ReLU cuts about half the outputs.
+          const residual = 'residual' in parts ? rand(n, 9).map((v) => 4 * v) : undefined;
+          const relu = 'relu' in parts;
+          const y = new Float32Array(n).fill(NaN);
+          conv(new Wasm({ threads, fma, onGrow: () => {} }), g, x, w, y, m, { scale, bias, residual, relu });
+          const ref = direct(x, w, g);
+          const plane = g.outH * g.outW;
+          const s = (i: number) => (scale ? Math.abs(scale[Math.floor(i / plane) % g.outChannels]) : 1);
+          const magnitude = maxAbs(x) * maxAbs(w) * (scale ? maxAbs(scale) : 1) + (bias ? maxAbs(bias) : 0) + (residual ? maxAbs(residual) : 0);
+          let cut = 0;
+          for (let i = 0; i < n; i++) {
+            const k = Math.floor(i / plane) % g.outChannels;
+            const add = (bias ? bias[k] : 0) + (residual ? residual[i] : 0);
+            const pre = ref.y[i] * (scale ? scale[k] : 1) + add;
+            const want = relu && !(pre > 0) ? 0 : pre;
+            if (relu && want === 0) cut++;
+            // The conv's bound, and a rounding or two of each addition; a ReLU only shrinks the error.
+            const err = Math.abs(y[i] - want);
+            // The conv's bound (times the scale), and a rounding or two of each multiplication and addition.
+            if (!(err <= s(i) * bound[m](ref.abs[i], g.inChannels) + 2 ** -22 * (s(i) * Math.abs(ref.y[i]) + Math.abs(add)))) expect.fail(`index ${i}: ${y[i]} vs ${want}`);
+            if (!(err <= RTOL * Math.sqrt(9 * g.inChannels) * (Math.abs(want) + magnitude))) expect.fail(`index ${i}: ${y[i]} vs ${want} (kit tolerance)`);
+          }
+          if (relu && n >= 8) expect(cut).toBeGreaterThan(0);
+        });
+      }
+});
+
+describe('kept filter transforms', () => {
+  afterEach(() => vi.restoreAllMocks());
+  const forms = [
+    ['F(2x2, 3x3)', 2, winogradConv2d],
+    ['F(4x4, 3x3)', 4, winogradConv2d],
+    ['F(2x2, 3x3) by filter panels', 2, winogradPanelsConv2d],
+    ['F(4x4, 3x3) by filter panels', 4, winogradPanelsConv2d],
+  ] as const;
+  for (const [form, m, conv] of forms)
+    for (const [name, xs, ws, padding] of cases)
+      for (const threads of [1, 3]) {
+        it(`${form}, ${name}, ${threads} thread${threads > 1 ? 's' : ''}: outputs from a kept transform are those from a fresh one, bit for bit`, () => {
+          const g = conv2dGeometry(xs, ws, { padding });
+          const x = rand(sizeOf(xs), 1);
+          const w = rand(sizeOf(ws), 2);
+          const wasm = new Wasm({ threads, fma: fmaSupported(), onGrow: () => {} });
+          const run = vi.spyOn(wasm, 'run');
+          const source = { owner: { freed: false }, version: nextVersion() };
+          const epilogue = { bias: rand(g.outChannels, 3), relu: true };
+          // The first call makes the transform as scratch, the second keeps it, the third reads it.
+          const ys = [0, 1, 2].map(() => {
+            const y = new Float32Array(g.batch * g.outChannels * g.outH * g.outW).fill(NaN);
+            conv(wasm, g, x, w, y, m, epilogue, source);
+            return y;
+          });
+          expect(ys[1]).toEqual(ys[0]);
+          expect(ys[2]).toEqual(ys[0]);
+          const kernels = run.mock.calls.map(([k]) => k);
+          // The blocks transform on the first two calls; the panels transform in place on the first, into the cache on the second.
+          expect(kernels.filter((k) => k === 'winogradFilter')).toHaveLength(conv === winogradConv2d ? 2 : 1);
+          if (conv === winogradPanelsConv2d) expect(run.mock.calls.map(([, args]) => args.at(-1)).filter((_, i) => kernels[i] !== 'winogradFilter').map(Boolean)).toEqual([false, true, true]);
+        });
+      }
+
+  // Block forms (F(4x4, 3x3)) and filter panels (F(2x2, 3x3)); weights large enough to live in the
+  // kernels' memory, where a freed block goes to the next storage of its size.
+  const models = [['block form', [4, 16, 16, 16], [32, 16, 3, 3], 2], ['filter panels', [1, 64, 7, 7], [64, 64, 3, 3], 1]] as const;
+  for (const [label, xs, ws, transformsToKeep] of models) {
+    it(`${label}: a kept transform is never used after sgdUpdate changes the weights, or after they are freed and their memory reused`, () => {
+      const fma = fmaSupported();
+      setBackend(createCpuBackend({ provider: 'wasm', threads: 1, fma }));
+      const fresh = new Wasm({ threads: 1, fma, onGrow: () => {} });
+      const run = vi.spyOn(Wasm.prototype, 'run');
+      // Filter transforms the backend made (not the fresh runtime's).
+      const transforms = () => run.mock.calls.filter(([k], i) => k === 'winogradFilter' && run.mock.contexts[i] !== fresh).length;
+      const g = conv2dGeometry(xs, ws, { padding: 1 });
+      const x = tensor(rand(sizeOf(xs), 4), [...xs]);
+      /** conv(x, w) as the op gives it, and as a runtime that keeps nothing gives it. */
+      const outputs = (w: ReturnType<typeof tensor>) => {
+        const y = conv2d(x, w, { padding: 1 });
+        const got = y.dataSync() as Float32Array;
+        y.dispose();
+        const want = new Float32Array(got.length);
+        const [conv, m] = label === 'block form' ? [winogradConv2d, 4 as const] : [winogradPanelsConv2d, 2 as const];
+        conv(fresh, g, x.dataSync() as Float32Array, w.dataSync() as Float32Array, want, m);
+        return { got, want };
+      };
+      const w = tensor(rand(sizeOf(ws), 5), [...ws]);
+      for (let i = 0; i < 3; i++) {
+        const { got, want } = outputs(w);
+        expect(got).toEqual(want);
+      }
+      // The third call, and a fourth, read the kept transform.
+      expect(transforms()).toBe(transformsToKeep);
+      outputs(w);
+      expect(transforms()).toBe(transformsToKeep);
+
+      // An optimizer step writes the weights in place (same storage, same memory).
+      const opt = new SGD([w], { lr: 0.5 });
+      w.grad = tensor(rand(sizeOf(ws), 6), [...ws]);
+      opt.step();
+      for (let i = 0; i < 3; i++) {
+        const { got, want } = outputs(w);
+        expect(got).toEqual(want);
+      }
+
+      // Freed, and the same block of memory taken by new weights of the same size.
+      const at = (w.view().storage as CpuStorage).data.byteOffset;
+      w.dispose();
+      const w2 = tensor(rand(sizeOf(ws), 7), [...ws]);
+      expect((w2.view().storage as CpuStorage).data.byteOffset).toBe(at);
+      for (let i = 0; i < 3; i++) {
+        const { got, want } = outputs(w2);
+        expect(got).toEqual(want);
+      }
+    });
+  }
+
+  it('holds at most its limit, and lets go of the transforms of changed or freed weights', () => {
+    const floats = 4096;
+    const cache = new TransformCache(new Wasm({ threads: 1, fma: false, onGrow: () => {} }), 3 * floats * 4);
+    const owners = Array.from({ length: 5 }, () => ({ freed: false }));
+    const versions = owners.map(() => nextVersion());
+    let made = 0;
+    const get = (i: number) => cache.get({ owner: owners[i], version: versions[i] }, 2, floats, () => made++);
+    // Kept from the second call with the same contents, while there is room: three of five.
+    expect(owners.map((_, i) => get(i))).toEqual([0, 0, 0, 0, 0]);
+    const kept = owners.map((_, i) => get(i));
+    expect(kept.map(Boolean)).toEqual([true, true, true, false, false]);
+    expect(made).toBe(3);
+    expect(cache.bytes).toBeLessThanOrEqual(cache.limitBytes);
+    expect(get(0)).toBe(kept[0]);
+    // New contents: the old transform is let go, the new one kept from its second call on.
+    versions[1] = nextVersion();
+    expect(get(1)).toBe(0);
+    expect(cache.bytes).toBe(2 * floats * 4);
+    // A freed storage's transform goes too, making room for another.
+    owners[0].freed = true;
+    expect(get(3)).not.toBe(0);
+    expect(get(4)).not.toBe(0);
+    expect(cache.bytes).toBeLessThanOrEqual(cache.limitBytes);
+    expect(made).toBe(5);
+  });
+});
+
 describe('Winograd filter gradient against a direct float64 loop', () => {
   const fmas = fmaSupported() ? [false, true] : [false];
   for (const m of [2, 4] as const)
@@ -179,7 +351,9 @@ describe('Winograd filter gradient against a direct float64 loop', () => {
 describe('the conv ops dispatch 3x3 stride-1 convolutions to Winograd, any padding', () => {
   const cpu = createCpuBackend({ provider: 'wasm' });
   const run = (op: OpName, inputs: Record<string, [Float32Array, Shape]>, g: Conv2dGeometry) => {
-    const views = Object.fromEntries(Object.entries(inputs).map(([k, [data, shape]]) => [k, { storage: cpu.upload(data), shape, dtype: 'f32', size: data.length }]));
+    const views = Object.fromEntries(
+      Object.entries(inputs).map(([k, [data, shape]]) => [k, { storage: cpu.upload(data), shape, dtype: 'f32', size: data.length, version: nextVersion() }]),
+    );
     const [spec] = OPS[op].outputs(views as never, g as never);
     const [out] = cpu.kernels[op](views as never, g as never, [spec]);
     return { shape: spec.shape, dtype: spec.dtype, data: cpu.readSync!(out, sizeOf(spec.shape), 'f32') };
