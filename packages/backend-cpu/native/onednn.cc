@@ -10,6 +10,7 @@
 // Primitives are cached by shape. Threads: oneDNN's OpenMP pool, also used by the kernels here.
 #include <napi.h>
 #include <immintrin.h>
+#include <sys/mman.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
@@ -86,24 +87,26 @@ memory::desc activation(const memory::dims& d) { return memory::desc(d, dt::f32,
 
 // --- memory --------------------------------------------------------------------------------------
 
-/** A grow-only, 64-byte aligned buffer. */
+/** A grow-only buffer of whole pages, mapped and unmapped directly, so a released one leaves no resident memory behind. */
 class Buffer {
  public:
   void* get(size_t bytes) {
     if (bytes > size_) {
-      std::free(data_);
-      size_ = (bytes + 4095) / 4096 * 4096;
-      data_ = std::aligned_alloc(64, size_);
-      if (!data_) throw std::bad_alloc();
+      release();
+      const size_t size = (bytes + 4095) / 4096 * 4096;
+      void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      data_ = p;
+      size_ = size;
     }
     return data_;
   }
   void release() {
-    std::free(data_);
+    if (data_) munmap(data_, size_);
     data_ = nullptr;
     size_ = 0;
   }
-  ~Buffer() { std::free(data_); }
+  ~Buffer() { release(); }
 
  private:
   void* data_ = nullptr;
@@ -218,6 +221,8 @@ class WeightCache {
       u = memory(userDesc, cpu(), folded);
     }
     reorder(u, packed).execute(queue(), u, packed);
+    // Scaled weights are inference's, packed once each: the folding buffer is not needed again soon.
+    if (scale) scratch[2].release();
   }
 };
 WeightCache weightCache;
