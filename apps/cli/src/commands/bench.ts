@@ -13,7 +13,8 @@ const schema = z.strictObject({
   batchSize: positiveInt().default(128),
   imageSize: positiveInt().optional(),
   iterations: positiveInt().default(5),
-  warmup: nonNegativeInt().default(1),
+  // Three: the first call builds kernels (and folds batch-norm at inference), the second packs the weights that come again.
+  warmup: nonNegativeInt().default(3),
   backend: backendOption(),
   json: z.boolean().default(false),
 });
@@ -28,7 +29,7 @@ export const registerBench = (program: Command): void => {
     .option('--batch-size <n>', 'images per step', '128')
     .option('--image-size <px>', 'input height and width (default 32 for CIFAR models, 224 otherwise)')
     .option('--iterations <n>', 'timed steps', '5')
-    .option('--warmup <n>', 'untimed steps first', '1')
+    .option('--warmup <n>', 'untimed steps first', '3')
     .option('--backend <name>', 'cpu | webgpu | auto')
     .option('--config <file>', 'JSON file with any of these options')
     .option('--json', 'print the result as JSON on stdout')
