@@ -88,7 +88,7 @@ const providerOf = (options: CpuBackendOptions): { addon: OneDnn | null; note: s
   const native = loadOneDnn();
   if ('addon' in native) return { addon: native.addon, note: '' };
   if (asked === 'native') throw new Error(`cpu backend: the native provider was asked for, but ${native.missing}; ${NATIVE_HINT}`);
-  return { addon: null, note: `; oneDNN provider off: ${native.missing} (${NATIVE_HINT})` };
+  return { addon: null, note: `; oneDNN provider off, ${native.missing}: ${NATIVE_HINT}` };
 };
 
 /** Creates a CPU backend; register it with `setBackend(createCpuBackend())`. */

@@ -41,7 +41,7 @@ export interface OneDnn {
 }
 
 /** Why the native provider is not available, and what would make it so. */
-export const NATIVE_HINT = 'install libdnnl-dev (oneDNN\'s headers; Debian/Ubuntu: apt-get install libdnnl-dev) and reinstall @residual/backend-cpu';
+export const NATIVE_HINT = 'apt-get install libdnnl-dev, then reinstall @residual/backend-cpu';
 
 // Node's modules, where there are any (browsers load this file too, and take the WebAssembly provider).
 const node = typeof process !== 'undefined' && process.versions?.node !== undefined
