@@ -25,7 +25,7 @@ for pkg_file in libdnnl-dev:/usr/include/oneapi/dnnl/dnnl.hpp openmpi-bin:/usr/b
 done
 
 ICD=/usr/share/vulkan/icd.d/lvp_icd.json
-if [[ -f $ICD ]] && ldconfig -p | grep -q libvulkan.so.1; then
+if [[ -f $ICD ]] && ldconfig -p | grep libvulkan.so.1 >/dev/null; then
   echo "install-system: lavapipe already installed"
   exit 0
 fi
