@@ -182,3 +182,19 @@ describe('options and config files', () => {
     expect(r.tensors).toHaveLength(model.stateDict().size);
   });
 });
+
+describe('backend auto', () => {
+  it('settles on a backend without Dawn printing on the terminal', async () => {
+    const { probeWebGpu } = await import('@residual/backend-webgpu');
+    const probe = await probeWebGpu();
+    const out = mkdtempSync(join(tmpdir(), 'residual-auto-'));
+    const r = cli(['train', '--iterations', '1', '--batch-size', '8', '--out', out], { RESIDUAL_BACKEND: '' });
+    expect(r.code, r.stderr).toBe(0);
+    // Dawn's own notes (lavapipe draws "... artificially reduced ...") start with a severity and a colon.
+    const printed = `${r.stdout}\n${r.stderr}`;
+    expect(printed).not.toMatch(/^(Warning|Error|Info): /m);
+    const chosen = probe.available && !probe.software ? 'webgpu' : 'cpu';
+    expect(printed).toContain(`backend ${chosen} (`);
+    if (probe.available && probe.software) expect(r.stderr).toContain(`software renderer (${probe.device}); using the CPU backend`);
+  }, 120_000);
+});

@@ -9,7 +9,7 @@
  * reports them asynchronously).
  */
 import type { MemoryInfo } from '@residual/core';
-import type { GpuHandle } from './gpu.js';
+import { describeAdapter, isSoftwareAdapter, type GpuHandle } from './gpu.js';
 import { packUniforms, shaderSource, uniformLayout, type Program } from './header.js';
 import type { GemmKernel } from './programs/gemm.js';
 import { BufferPool, sizeClass } from './pool.js';
@@ -158,14 +158,12 @@ export class Runtime {
 
   /** Whether the adapter emulates a GPU on the CPU (lavapipe, SwiftShader), for `Backend.software`. */
   get software(): boolean {
-    const info = this.#handle.adapter.info;
-    return !!info.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(this.description);
+    return isSoftwareAdapter(this.#handle.adapter.info);
   }
 
   /** The adapter's description, for `Backend.device`. */
   get description(): string {
-    const info = this.#handle.adapter.info;
-    return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'WebGPU adapter';
+    return describeAdapter(this.#handle.adapter.info);
   }
 
   /**

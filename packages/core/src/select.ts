@@ -10,6 +10,8 @@ export const BACKEND_PACKAGES = { cpu: '@residual/backend-cpu', webgpu: '@residu
 
 interface BackendModule {
   createBackend(): Promise<Backend> | Backend;
+  /** Whether the backend could run here, and on what, without creating it (WebGPU answers this). */
+  probeBackend?(): Promise<{ available: true; device: string; software: boolean } | { available: false; reason: string }>;
 }
 
 const isMissing = (e: unknown, pkg: string) => {
@@ -66,10 +68,17 @@ export const useBackend = async (
   if (chosen !== 'auto') return setBackend(await (await importer(BACKEND_PACKAGES[chosen])).createBackend());
   let reason: string;
   try {
-    const gpu = await (await importer(BACKEND_PACKAGES.webgpu)).createBackend();
-    if (!gpu.software) return setBackend(gpu);
-    reason = `the WebGPU adapter is a software renderer (${gpu.device})`;
-    gpu.dispose();
+    const webgpu = await importer(BACKEND_PACKAGES.webgpu);
+    // Probing first spares creating a device (and, in Node, Dawn's notes on stderr) where the CPU wins anyway.
+    const probe = await webgpu.probeBackend?.();
+    if (probe && !probe.available) throw new Error(probe.reason);
+    if (probe?.software) reason = `the WebGPU adapter is a software renderer (${probe.device})`;
+    else {
+      const gpu = await webgpu.createBackend();
+      if (!gpu.software) return setBackend(gpu);
+      reason = `the WebGPU adapter is a software renderer (${gpu.device})`;
+      gpu.dispose();
+    }
   } catch (e) {
     reason = `WebGPU unavailable (${(e as Error).message.split('\n')[0]})`;
   }
