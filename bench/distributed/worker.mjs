@@ -18,9 +18,9 @@ const replicas = group ? new DataParallel(group, model) : undefined;
 let waited = 0;
 if (replicas) {
   const endStep = replicas.endStep.bind(replicas);
-  replicas.endStep = async () => {
+  replicas.endStep = async (metrics) => {
     const t = performance.now();
-    const r = await endStep();
+    const r = await endStep(metrics);
     waited += performance.now() - t;
     return r;
   };

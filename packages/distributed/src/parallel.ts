@@ -5,6 +5,11 @@
  * global image count. Batch-norm is per rank by default, as the paper trained on several GPUs, with
  * rank 0's running statistics copied to all after every step so the ranks' models stay identical;
  * `syncBatchNorm` normalises with the statistics of the whole global batch instead.
+ *
+ * A step is one collective where the model fits one bucket: the last bucket also carries the image
+ * counts, the step's metrics and rank 0's running statistics (every other rank adds zeros, which
+ * leaves rank 0's values exact), because each collective is a point where every rank waits for the
+ * slowest, and on a shared host those waits, not the bytes, are what data parallelism costs.
  */
 import { BatchNorm2d, customOp, getBackend, noGrad, tensor, type Module, type Tensor } from '@residual/core';
 import { DistributedError, type ProcessGroup } from './group.js';
@@ -23,9 +28,19 @@ export interface DataParallelOptions {
 interface Bucket {
   readonly params: Tensor[];
   readonly offsets: number[];
-  readonly data: Float32Array;
+  /** The gradients' elements (the last bucket's `data` holds the step's extras after them). */
+  readonly length: number;
+  data: Float32Array;
   ready: number;
   reduced: Promise<Float32Array> | null;
+}
+
+/** What `endStep` resolves with: counts and metrics summed over every rank. */
+export interface StepTotals {
+  /** Images in the global batch. */
+  readonly images: number;
+  /** Each entry of the `metrics` given to `endStep`, summed across ranks (float32). */
+  readonly sums: number[];
 }
 
 const describe = (model: Module): string[] =>
@@ -60,10 +75,7 @@ export class DataParallel {
         offsets.push(at);
         at += p.size;
       }
-      // The first bucket carries one more element: the rank's image count, summed with the gradients
-      // (exact in float32 below 2^24 images), so a step needs no collective of its own to count them.
-      const extra = this.#buckets.length === 0 ? 1 : 0;
-      this.#buckets.push({ params: current, offsets, data: new Float32Array(at + extra), ready: 0, reduced: null });
+      this.#buckets.push({ params: current, offsets, length: at, data: new Float32Array(at), ready: 0, reduced: null });
       current = [];
       size = 0;
     };
@@ -120,8 +132,6 @@ export class DataParallel {
       b.ready = 0;
       b.reduced = null;
     }
-    const first = this.#buckets[0];
-    if (first) first.data[first.data.length - 1] = images;
     if (this.overlap && !this.#unhook.length)
       this.#unhook = this.model.parameters().map((p) => p.onGradReady((t) => this.#gradReady(t)));
   }
@@ -129,43 +139,74 @@ export class DataParallel {
   #gradReady(p: Tensor): void {
     const b = this.#buckets[this.#bucketOf.get(p)!];
     b.data.set(p.grad!.dataSync() as Float32Array, b.offsets[b.params.indexOf(p)]);
-    if (++b.ready === b.params.length) b.reduced = this.group.allReduce(b.data);
+    // The last bucket waits for endStep, which adds the step's extras: its gradients (the first
+    // layers') are backward's last work, so starting it from here would gain nothing.
+    if (++b.ready === b.params.length && b !== this.#buckets.at(-1)) b.reduced = this.group.allReduce(b.data);
   }
 
   /**
    * After backward: waits for every bucket (starting those backward did not fill, with zeros for
    * gradients it did not produce), makes each gradient the sum over ranks divided by the global
    * image count, and copies rank 0's batch-norm running statistics to every rank unless they are
-   * synchronised. Resolves with the global image count.
+   * synchronised. `metrics` (the same count on every rank: a loss sum, a count of correct answers)
+   * travel in the same collective and come back summed.
    */
-  async endStep(): Promise<number> {
+  async endStep(metrics: readonly number[] = []): Promise<StepTotals> {
     if (this.#images < 0) throw new DistributedError('endStep() without beginStep()');
+    const stats = this.#runningStatistics();
+    const last = this.#buckets.at(-1)!;
+    const extras = 1 + metrics.length + stats.reduce((n, t) => n + t.size, 0);
+    if (last.data.length !== last.length + extras) {
+      // The hooks may have filled the gradients already: they move to the resized buffer.
+      const data = new Float32Array(last.length + extras);
+      data.set(last.data.subarray(0, last.length));
+      last.data = data;
+    }
     for (const b of this.#buckets) {
       if (b.reduced) continue;
-      for (let i = 0; i < b.params.length; i++) {
+      // A bucket whose every gradient came through the hooks is filled already.
+      for (let i = 0; b.ready < b.params.length && i < b.params.length; i++) {
         const g = b.params[i].grad;
-        const values = g ? ((await g.data()) as Float32Array) : new Float32Array(b.params[i].size);
-        b.data.set(values, b.offsets[i]);
+        if (g) b.data.set((await g.data()) as Float32Array, b.offsets[i]);
+        else b.data.fill(0, b.offsets[i], b.offsets[i] + b.params[i].size);
+      }
+      if (b === last) {
+        let at = last.length;
+        last.data[at++] = this.#images;
+        for (const m of metrics) last.data[at++] = m;
+        for (const t of stats) {
+          if (this.rank === 0) last.data.set((await t.data()) as Float32Array, at);
+          else last.data.fill(0, at, at + t.size);
+          at += t.size;
+        }
       }
       b.reduced = this.group.allReduce(b.data);
     }
-    const stats = this.#runningStatistics();
-    const statsDone = stats.length ? this.#broadcastTensors(stats) : null;
-    const first = await this.#buckets[0].reduced!;
-    const total = first[first.length - 1];
+    const reducedLast = await last.reduced!;
+    let at = last.length;
+    const images = reducedLast[at++];
+    const sums = metrics.map(() => reducedLast[at++]);
+    if (this.rank !== 0)
+      noGrad(() => {
+        for (const t of stats) {
+          const v = tensor(reducedLast.subarray(at, at + t.size), t.shape);
+          t.assign(v);
+          v.dispose();
+          at += t.size;
+        }
+      });
     this.#images = -1;
-    const scale = 1 / total;
+    const scale = 1 / images;
     for (const b of this.#buckets) {
       const data = await b.reduced!;
-      for (let i = 0, end = data.length - (b === this.#buckets[0] ? 1 : 0); i < end; i++) data[i] *= scale;
+      for (let i = 0; i < b.length; i++) data[i] *= scale;
       b.params.forEach((p, i) => {
         const grad = noGrad(() => tensor(data.subarray(b.offsets[i], b.offsets[i] + p.size), p.shape).keep());
         p.grad?.dispose();
         p.grad = grad;
       });
     }
-    await statsDone;
-    return total;
+    return { images, sums };
   }
 
   /** Per-rank batch-norm statistics (f32 buffers of layers that are not synchronised). */

@@ -58,8 +58,11 @@ export interface Replicas {
   start(): Promise<void>;
   /** Before a step's backward, with this rank's image count: gradients start reducing as backward produces them. */
   beginStep(images: number): void;
-  /** After backward: every gradient is now the global mean; resolves with the global image count. */
-  endStep(): Promise<number>;
+  /**
+   * After backward: every gradient is now the global mean. Resolves with the global image count and
+   * `metrics` summed across ranks (carried by the same collective as the gradients).
+   */
+  endStep(metrics?: readonly number[]): Promise<{ readonly images: number; readonly sums: readonly number[] }>;
   /** Sums each entry across ranks. */
   sum(values: Float64Array): Promise<Float64Array>;
   /** Copies rank 0's buffer to every rank. */
@@ -154,17 +157,16 @@ export class Trainer {
       const c = noGrad(() => sum(cast(eq(argmax(logits, 1), y), 'f32')));
       return { loss: l, correct: c };
     });
-    if (r) await r.endStep();
-    this.optimizer.step();
-    this.optimizer.zeroGrad();
     const [l, c] = await Promise.all([loss.data(), correct.data()]);
     loss.dispose();
     correct.dispose();
     let [lossValue, correctValue, images] = [l[0], c[0], n];
     if (r) {
-      const total = await r.sum(Float64Array.of(l[0], c[0], n));
-      [lossValue, correctValue, images] = [total[0] / total[2], total[1], total[2]];
+      const total = await r.endStep([l[0], c[0]]);
+      [lossValue, correctValue, images] = [total.sums[0] / total.images, total.sums[1], total.images];
     }
+    this.optimizer.step();
+    this.optimizer.zeroGrad();
     if (!Number.isFinite(lossValue))
       throw new DivergedError(`loss became ${lossValue} at step ${this.step + 1} (lr ${lr}); lower --lr or resume from the last checkpoint`);
     this.step++;
