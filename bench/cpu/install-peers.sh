@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the JS peers of bench/cpu/run.mjs into bench/cpu/.peers (ignored by git), outside the
-# workspace and its lockfile: CI installs the workspace frozen and must not fetch them.
+# Installs the JS peers of bench/cpu/run.mjs, which the ONNX export tests (apps/cli) also load, into
+# bench/cpu/.peers (ignored by git), outside the workspace and its lockfile: CI installs the workspace
+# frozen and must not fetch them there.
 #
 #   bash bench/cpu/install-peers.sh
 #

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerTrain } from './commands/train.js';
 import { registerEval } from './commands/eval.js';
 import { registerPredict } from './commands/predict.js';
+import { registerExport } from './commands/export.js';
 import { registerBench } from './commands/bench.js';
 import { registerDevices } from './commands/devices.js';
 import { registerWeights } from './commands/weights.js';
@@ -18,7 +19,7 @@ const program = new Command('residual')
   .showHelpAfterError()
   .exitOverride();
 
-for (const register of [registerTrain, registerEval, registerPredict, registerBench, registerPlot, registerReproduce, registerWeights, registerDevices, registerData]) register(program);
+for (const register of [registerTrain, registerEval, registerPredict, registerExport, registerBench, registerPlot, registerReproduce, registerWeights, registerDevices, registerData]) register(program);
 
 try {
   await program.parseAsync(process.argv);

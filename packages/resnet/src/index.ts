@@ -9,3 +9,4 @@ export * from './trainer.js';
 export * from './golden.js';
 export * from './evaluation.js';
 export * from './imagenet-classes.js';
+export * from './onnx.js';

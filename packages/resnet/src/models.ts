@@ -44,13 +44,17 @@ const conv3x3 = (inC: number, outC: number, stride = 1, groups = 1) =>
   new Conv2d(inC, outC, 3, { stride, padding: 1, groups, bias: false });
 const conv1x1 = (inC: number, outC: number, stride = 1) => new Conv2d(inC, outC, 1, { stride, bias: false });
 
-/** Option A: take every stride-th pixel and pad channels with zeros, split evenly before and after. */
+/** Option A's zero channels, [before, after] the input's: the extra split evenly, an odd one after. */
+export const optionAPadding = (inChannels: number, outChannels: number): [number, number] => {
+  const before = Math.floor((outChannels - inChannels) / 2);
+  return [before, outChannels - inChannels - before];
+};
+
+/** Option A: take every stride-th pixel and pad channels with zeros (`optionAPadding`). */
 const zeroPadShortcut = (x: Tensor, stride: number, outChannels: number): Tensor => {
   const sub = stride === 1 ? x : maxPool2d(x, { kernelSize: 1, stride });
-  const extra = outChannels - x.shape[1];
-  if (extra === 0) return sub;
-  const before = Math.floor(extra / 2);
-  return pad(sub, [[0, 0], [before, extra - before], [0, 0], [0, 0]]);
+  if (outChannels === x.shape[1]) return sub;
+  return pad(sub, [[0, 0], optionAPadding(x.shape[1], outChannels), [0, 0], [0, 0]]);
 };
 
 interface BlockConfig {
