@@ -17,4 +17,5 @@ export { BACKEND_PACKAGES, useBackend, type BackendName } from './select.js';
 export { broadcastReductionAxes, broadcastShapes, normAxis, ShapeError, shapesEqual, sizeOf, stridesOf, type Shape } from './shape.js';
 export { createMetaBackend, type MetaObserver } from './meta.js';
 export * from './io/safetensors.js';
+export type { SafetensorsDtype, SafetensorsTensor, WeightsEntry, WeightsFile } from './io/weights.js';
 export * from './io/tensors.js';
