@@ -1,5 +1,5 @@
 /**
- * @residual/core: tensors, the op interface, autograd, nn, optim, safetensors io and a seeded RNG.
+ * @residual/core: tensors, the op interface, autograd, nn, optim, weights io (safetensors; PyTorch's .pth in `./node`) and a seeded RNG.
  * Pick a backend first: `await useBackend('cpu')` (or 'webgpu' / 'auto').
  */
 export * from './api.js';
