@@ -183,7 +183,8 @@ export const openSafetensorsSource = async (source: SafetensorsSource): Promise<
 
 /** Safetensors already in memory (a fetched or read buffer); `fileName` is named in errors. */
 export const loadSafetensors = (bytes: Uint8Array | ArrayBuffer, fileName: string): Promise<SafetensorsFile> => {
-  const all = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  // A plain Uint8Array view: a Node Buffer's slice() shares memory (and may start mid-pool), but tensors need fresh buffers.
+  const all = bytes instanceof Uint8Array ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
   return openSafetensorsSource({ name: fileName, size: all.byteLength, read: async (p, l) => all.slice(p, p + l) });
 };
 
