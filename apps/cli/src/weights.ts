@@ -16,15 +16,17 @@ export const asStored = (t: SafetensorsTensor): SafetensorsInput => ({
 
 /** A model built to fit a weights file and loaded from it, with the class names the file records (if any). */
 export const loadModel = async (name: string, weightsPath: string): Promise<{ model: ResNet | CifarResNet; classes: string[] | null }> => {
+  // The readers' messages start with the file's name already.
+  const usage = (e: Error) => new UsageError(`--weights ${weightsPath}: ${e.message.replace(`${weightsPath}: `, '')}`);
   const file = await openWeights(weightsPath).catch((e: Error) => {
-    throw new UsageError(`--weights ${weightsPath}: ${e.message}`);
+    throw usage(e);
   });
   try {
     const fc = file.tensors.get('fc.weight');
     if (!fc) throw new UsageError(`--weights ${weightsPath}: no tensor "fc.weight"; is this a torchvision-named ResNet state dict?`);
     const model = createModel(name, { numClasses: fc.shape[0] });
     const tensors = await tensorsFromSafetensors(file).catch((e: Error) => {
-      throw new UsageError(`--weights ${weightsPath}: ${e.message}`);
+      throw usage(e);
     });
     try {
       model.loadStateDict(tensors);

@@ -31,11 +31,12 @@ export const registerWeights = (program: Command): void => {
     .option('--json', 'print the result as JSON on stdout')
     .description('Write the state dict of a PyTorch checkpoint as safetensors, reading it without running its pickle')
     .addHelpText('after', `
-The state dict is the checkpoint itself, or what it holds under "state_dict" or "model"; a "module."
-prefix on every key (nn.DataParallel) is dropped. F16 and I64 tensors are written as they were
-stored, BF16 and F64 as F32 (exactly what residual reads), other integers as I32. A checkpoint that
-needs more than a weights-only load (any other Python global, or a pickle opcode a state dict never
-uses) is refused with the name of what it asked for.
+The state dict is the checkpoint itself, or what it holds under "state_dict" or
+"model"; a "module." prefix on every key (nn.DataParallel) is dropped. F16 and
+I64 tensors are written as stored, BF16 and F64 as F32 (what residual reads),
+other integers as I32. A checkpoint that needs more than a weights-only load
+(any other Python global, or a pickle opcode a state dict never uses) is refused
+with the name of what it asked for.
 
 Example:
   residual weights convert resnet50-11ad3fa6.pth resnet50.safetensors`)

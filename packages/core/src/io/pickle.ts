@@ -112,7 +112,7 @@ export const unpickle = (bytes: Uint8Array, hooks: PickleHooks): unknown => {
     if (typeof module !== 'string' || typeof name !== 'string') throw fail('STACK_GLOBAL needs two strings');
     const g = new PickleGlobal(module, name);
     if (!hooks.globals.has(String(g)))
-      throw fail(`refused global ${g} (a weights file needs only ${[...hooks.globals].join(', ')}); nothing was run`);
+      throw fail(`refused global ${g}: not one a tensor state dict needs; nothing was run`);
     return g;
   };
   const hook = <T>(f: () => T): T => {
