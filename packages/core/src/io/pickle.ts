@@ -84,12 +84,13 @@ export const unpickle = (bytes: Uint8Array, hooks: PickleHooks): unknown => {
     pos++; // the newline
     return s;
   };
+  // As in Python's unpickler, a MARK hides what lies below it until the opcode that pops it.
   const pop = (): unknown => {
     if (stack.length === (marks.at(-1) ?? 0)) throw fail(`${opName(bytes[at])} found too few values on the stack`);
     return stack.pop();
   };
   const top = (): unknown => {
-    if (stack.length === 0) throw fail(`${opName(bytes[at])} found the stack empty`);
+    if (stack.length === (marks.at(-1) ?? 0)) throw fail(`${opName(bytes[at])} found no value on the stack`);
     return stack[stack.length - 1];
   };
   const popMark = (): unknown[] => {

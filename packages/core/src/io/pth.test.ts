@@ -137,6 +137,7 @@ describe('the pickle machine', () => {
     expect(() => run(0x80, 2, 'h', 5, '.')).toThrow(/memo 5 was never stored/);
     expect(() => run(0x80, 2, 'a', '.')).toThrow(/APPEND \(0x61\) found too few values/);
     expect(() => run(0x80, 2, ')', 'K', 1, 'a', '.')).toThrow(/APPEND \(0x61\) on something that is not a list/);
+    expect(() => run(0x80, 2, ']', '(', 'K', 1, 'a', '.')).toThrow(/APPEND \(0x61\) found no value on the stack/);
   });
 
   it('builds plain values: LONG1 exact past 2^53, tuples frozen, dicts as Maps', () => {
