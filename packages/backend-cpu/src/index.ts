@@ -101,6 +101,8 @@ const providerOf = (options: CpuBackendOptions): { addon: OneDnn | null; note: s
   const native = loadOneDnn();
   if ('addon' in native) return { addon: native.addon, note: '' };
   if (asked === 'native') throw new Error(`cpu backend: the native provider was asked for, but ${native.missing}; ${NATIVE_HINT}`);
+  // Outside Node there is nothing to install that would bring the native provider: no note.
+  if (typeof process === 'undefined') return { addon: null, note: '' };
   return { addon: null, note: `; oneDNN provider off, ${native.missing}: ${NATIVE_HINT}` };
 };
 
