@@ -49,7 +49,16 @@ export default defineConfig({
   buildEnd: ({ outDir }) =>
     writeFileSync(join(outDir, '_headers'), `/*\n${Object.entries(ISOLATION).map(([name, value]) => `  ${name}: ${value}\n`).join('')}`),
   vite: {
-    server: { headers: ISOLATION },
+    // Set before VitePress's own middleware, which serves the pages without Vite's `server.headers`.
+    plugins: [{
+      name: 'cross-origin isolation',
+      configureServer({ middlewares }) {
+        middlewares.use((_req, res, next) => {
+          for (const [name, value] of Object.entries(ISOLATION)) res.setHeader(name, value);
+          next();
+        });
+      },
+    }],
     // The CPU backend's module awaits at top level; the search index of the API pages is a large chunk.
     build: { target: 'es2022', chunkSizeWarningLimit: 2048 },
     optimizeDeps: { esbuildOptions: { target: 'es2022' } },

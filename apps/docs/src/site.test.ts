@@ -238,7 +238,6 @@ describe.skipIf(skip)('the built site', () => {
       const all = await classifySample(page, 'triangle', '?backend=cpu');
       const one = await classifySample(page, 'triangle', '?backend=cpu&threads=1');
       const unisolated = await classifySample(page, 'triangle', '?backend=cpu', plain.origin);
-      console.log(`demo on the CPU, first image: ${all.threads} threads ${all.ms} ms, 1 thread ${one.ms} ms, not isolated ${unisolated.ms} ms`);
       // This machine's cores, all of them: the test needs two or more to see threads at work.
       expect(all.cores).toBeGreaterThan(1);
       expect(all).toMatchObject({ threads: all.cores, device: expect.stringContaining(`${all.cores} threads`) });
