@@ -40,9 +40,9 @@ describe('reproduce', () => {
     const svg = readFileSync(s.figure, 'utf8');
     expect(svg).toContain('plain networks');
     expect(svg).toContain('residual networks');
-    // The 56-layer networks start with the paper's 0.01 warm-up; the 20-layer ones at 0.1.
+    // One recipe for all four: the same rate at the same step.
     const firstLr = (m: string) => JSON.parse(readFileSync(join(out, m, 'metrics.jsonl'), 'utf8').split('\n')[0]).lr;
-    expect([firstLr('plain20'), firstLr('plain56'), firstLr('resnet20'), firstLr('resnet56')]).toEqual([0.1, 0.01, 0.1, 0.01]);
+    expect(new Set(['plain20', 'plain56', 'resnet20', 'resnet56'].map(firstLr)).size).toBe(1);
   }, 300_000);
 
   it("cifar: a row per network with its test error beside Table 6's", () => {

@@ -27,6 +27,7 @@ export const trainSchema = z.strictObject({
   momentum: nonNegative().optional(),
   weightDecay: nonNegative().optional(),
   labelSmoothing: z.coerce.number().min(0).max(1).optional(),
+  warmupSteps: nonNegativeInt().optional(),
   seed: nonNegativeInt().default(0),
   out: z.string().optional(),
   trainSubset: positiveInt().optional(),
@@ -78,6 +79,7 @@ const recipeFor = (o: TrainOptions): Recipe => {
     weightDecay: o.weightDecay ?? base.weightDecay,
     labelSmoothing: o.labelSmoothing ?? base.labelSmoothing,
     augmentation: o.augment ?? base.augmentation,
+    linearWarmupIterations: o.warmupSteps ?? base.linearWarmupIterations,
   };
 };
 
@@ -264,6 +266,7 @@ export const registerTrain = (program: Command): void => {
     .option('--momentum <m>', 'SGD momentum')
     .option('--weight-decay <wd>', 'L2 weight decay')
     .option('--label-smoothing <s>', 'label smoothing in [0, 1]')
+    .option('--warmup-steps <n>', "raise the learning rate linearly from 1% over the first n steps (torchvision's --lr-warmup-epochs, in steps)")
     .option('--seed <n>', 'seed of initialisation, order and augmentation')
     .option('--out <dir>', 'run folder (metrics.jsonl, model.safetensors, checkpoint.safetensors)')
     .option('--train-subset <n>', 'use only the first n training images')
