@@ -6,6 +6,7 @@ import {
   AdaptiveAvgPool2d, BatchNorm2d, Conv2d, convBn, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU, Sequential, StateDictError,
 } from './nn.js';
 import { SGD } from './optim.js';
+import { createMetaBackend } from './meta.js';
 import { createReferenceBackend } from './testing/reference-backend.js';
 
 beforeEach(() => {
@@ -181,6 +182,21 @@ describe('training', () => {
     const y = new Sequential(new AdaptiveAvgPool2d(1), new Flatten()).forward(rand([2, 3, 4, 4]));
     expect(y.shape).toEqual([2, 3]);
     expect(getBackend().name).toBe('reference');
+  });
+
+  it('a module built on the meta backend becomes a real one by loading a state dict on the active backend', () => {
+    const reference = getBackend();
+    setBackend(createMetaBackend());
+    const net = new Sequential(new Linear(3, 2), new BatchNorm2d(2));
+    setBackend(reference);
+    net.loadStateDict({
+      '0.weight': tensor([1, 0, 0, 0, 1, 0], [2, 3]), '0.bias': tensor([1, -1]),
+      '1.weight': tensor([2, 3]), '1.bias': tensor([0, 1]), '1.running_mean': zeros([2]), '1.running_var': tensor([1, 1]),
+      '1.num_batches_tracked': zeros([], 'i32'),
+    });
+    net.eval();
+    vals(net.forward(tensor([5, 6, 7], [1, 3]))).forEach((v, i) => expect(v).toBeCloseTo([12 / Math.sqrt(1 + 1e-5), 1 + 15 / Math.sqrt(1 + 1e-5)][i], 4));
+    expect(net.parameters().every((p) => p.dataSync().length === p.size)).toBe(true);
   });
 
   it("AdaptiveAvgPool2d to other sizes: PyTorch's overlapping windows, and repeats when growing", () => {
