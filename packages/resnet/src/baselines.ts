@@ -73,6 +73,8 @@ export class AlexNet extends Module {
 
   forward(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== 3) throw new Error(`AlexNet: input must be [N, 3, H, W], got [${x.shape.join(', ')}]`);
+    // Below 63 pixels the stride-4 stem and two 3x3/2 pools leave the last pool less than its window.
+    if (x.shape[2] < 63 || x.shape[3] < 63) throw new Error(`AlexNet: input must be at least 63x63 pixels, got ${x.shape[2]}x${x.shape[3]}`);
     return this.classifier.forward(flatten(this.avgpool.forward(runFused(this.features.layers, x))));
   }
 }
@@ -104,6 +106,7 @@ export class VGG extends Module {
 
   forward(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== 3) throw new Error(`VGG: input must be [N, 3, H, W], got [${x.shape.join(', ')}]`);
+    if (x.shape[2] < 32 || x.shape[3] < 32) throw new Error(`VGG: input must be at least 32x32 pixels (five 2x2 pools), got ${x.shape[2]}x${x.shape[3]}`);
     return this.classifier.forward(flatten(this.avgpool.forward(runFused(this.features.layers, x))));
   }
 }

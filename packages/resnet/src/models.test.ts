@@ -72,6 +72,13 @@ describe('the baselines: AlexNet and VGG-16', () => {
     expect(profile(() => MODELS.alexnet_original(), [1, 3, 224, 224]).multiplyAdds / 1e9).toBeCloseTo(1.135, 3);
   });
 
+  it('say which inputs are too small for their pools', () => {
+    expect(profile(() => MODELS.alexnet(), [1, 3, 63, 63]).multiplyAdds).toBeGreaterThan(0);
+    expect(() => profile(() => MODELS.alexnet_original(), [1, 3, 62, 63])).toThrow('AlexNet: input must be at least 63x63 pixels, got 62x63');
+    expect(profile(() => MODELS.vgg16(), [1, 3, 32, 32]).multiplyAdds).toBeGreaterThan(0);
+    expect(() => profile(() => MODELS.vgg16_bn(), [1, 3, 32, 31])).toThrow('VGG: input must be at least 32x32 pixels (five 2x2 pools), got 32x31');
+  });
+
   it('builds through createModel, rejecting the options of the other family', () => {
     setBackend(createMetaBackend());
     expect(createModel('vgg16', { numClasses: 10 }).numClasses).toBe(10);
