@@ -3,12 +3,14 @@
 # - oneDNN's headers (libdnnl-dev), for the CPU backend's native provider, built at `pnpm install`;
 # - Open MPI (openmpi-bin, libopenmpi-dev), for @residual/distributed's binding, built at `pnpm install`;
 # - the ONNX project's Python package (python3-onnx), whose checker the ONNX export tests run;
+# - PyTorch and torchvision (python3-torchvision, which brings python3-torch), for the tests that read
+#   checkpoints torch.save writes at test time (never a dependency of the packages);
 # - Mesa's software Vulkan driver (lavapipe) from bookworm-backports, for the WebGPU tests (Dawn needs a
 #   newer Mesa than Debian 12's own).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 if ! command -v apt-get >/dev/null; then
-  echo "install-system: apt-get not found; install libdnnl-dev, openmpi-bin, libopenmpi-dev, python3-onnx, Mesa's Vulkan drivers (lavapipe) and libvulkan1 by hand" >&2
+  echo "install-system: apt-get not found; install libdnnl-dev, openmpi-bin, libopenmpi-dev, python3-onnx, python3-torchvision, Mesa's Vulkan drivers (lavapipe) and libvulkan1 by hand" >&2
   exit 1
 fi
 SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
@@ -17,7 +19,8 @@ update() { [[ -n $updated ]] || { $SUDO apt-get update -qq; updated=1; }; }
 
 # Debian's own packages: installed when their marker file is missing.
 for pkg_file in libdnnl-dev:/usr/include/oneapi/dnnl/dnnl.hpp openmpi-bin:/usr/bin/mpirun libopenmpi-dev:/usr/bin/mpicc \
-  python3-onnx:/usr/lib/python3/dist-packages/onnx/__init__.py; do
+  python3-onnx:/usr/lib/python3/dist-packages/onnx/__init__.py \
+  python3-torchvision:/usr/lib/python3/dist-packages/torchvision/__init__.py; do
   pkg=${pkg_file%%:*}; file=${pkg_file#*:}
   if [[ ! -e $file ]]; then
     update

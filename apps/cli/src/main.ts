@@ -11,6 +11,7 @@ import { registerWeights } from './commands/weights.js';
 import { registerData } from './commands/data.js';
 import { registerPlot } from './commands/plot.js';
 import { registerReproduce } from './commands/reproduce.js';
+import { registerAnalyze } from './commands/analyze.js';
 import { UsageError } from './options.js';
 
 const program = new Command('residual')
@@ -19,7 +20,7 @@ const program = new Command('residual')
   .showHelpAfterError()
   .exitOverride();
 
-for (const register of [registerTrain, registerEval, registerPredict, registerExport, registerBench, registerPlot, registerReproduce, registerWeights, registerDevices, registerData]) register(program);
+for (const register of [registerTrain, registerEval, registerPredict, registerExport, registerBench, registerPlot, registerReproduce, registerAnalyze, registerWeights, registerDevices, registerData]) register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,5 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { defineConfig, type DefaultTheme } from 'vitepress';
+
+// Cross-origin isolation: only on such a page may the CPU backend share its memory with Web Workers,
+// so the demo runs on every core. Every resource of the site is its own, so require-corp blocks none.
+const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 
 // TypeDoc writes the API sidebar with the pages (scripts run by `build` before VitePress).
 const apiSidebarFile = new URL('../pages/api/typedoc-sidebar.json', import.meta.url);
@@ -40,7 +45,20 @@ export default defineConfig({
     search: { provider: 'local' },
     outline: 'deep',
   },
+  // The headers for static hosts that read a `_headers` file (Netlify, Cloudflare Pages); the site's test serves them too.
+  buildEnd: ({ outDir }) =>
+    writeFileSync(join(outDir, '_headers'), `/*\n${Object.entries(ISOLATION).map(([name, value]) => `  ${name}: ${value}\n`).join('')}`),
   vite: {
+    // Set before VitePress's own middleware, which serves the pages without Vite's `server.headers`.
+    plugins: [{
+      name: 'cross-origin isolation',
+      configureServer({ middlewares }) {
+        middlewares.use((_req, res, next) => {
+          for (const [name, value] of Object.entries(ISOLATION)) res.setHeader(name, value);
+          next();
+        });
+      },
+    }],
     // The CPU backend's module awaits at top level; the search index of the API pages is a large chunk.
     build: { target: 'es2022', chunkSizeWarningLimit: 2048 },
     optimizeDeps: { esbuildOptions: { target: 'es2022' } },

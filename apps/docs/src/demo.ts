@@ -17,14 +17,17 @@ export interface Started {
   readonly name: string;
   readonly device: string;
   readonly fallback: string | null;
+  /** The CPU backend's threads that run ops (more than one on a cross-origin isolated page); null on WebGPU. */
+  readonly threads: number | null;
 }
 
 /**
  * Starts a backend and makes it the active one, disposing the one that was (dispose its tensors
  * first). 'auto' takes WebGPU where the browser offers an adapter and otherwise the CPU backend,
- * with `fallback` saying why.
+ * with `fallback` saying why. `threads` is the CPU backend's option (default: every core, where
+ * the page is cross-origin isolated); its workers are up when this resolves.
  */
-export const startBackend = async (choice: BackendChoice): Promise<Started> => {
+export const startBackend = async (choice: BackendChoice, threads?: number): Promise<Started> => {
   currentBackend()?.dispose();
   let fallback: string | null = null;
   if (choice !== 'cpu') {
@@ -32,15 +35,16 @@ export const startBackend = async (choice: BackendChoice): Promise<Started> => {
       if (!('gpu' in navigator)) throw new Error('this browser has no WebGPU (navigator.gpu is missing)');
       const { createWebGpuBackend } = await import('@residual/backend-webgpu');
       const { name, device } = setBackend(await createWebGpuBackend());
-      return { name, device, fallback };
+      return { name, device, fallback, threads: null };
     } catch (e) {
       if (choice === 'webgpu') throw e;
       fallback = (e as Error).message;
     }
   }
   const { createCpuBackend } = await import('@residual/backend-cpu');
-  const { name, device } = setBackend(createCpuBackend());
-  return { name, device, fallback };
+  const cpu = createCpuBackend({ threads });
+  setBackend(cpu);
+  return { name: cpu.name, device: cpu.device, fallback, threads: await cpu.ready() };
 };
 
 /** A network with its weights loaded, ready to classify. */

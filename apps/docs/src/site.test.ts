@@ -1,9 +1,11 @@
 /**
- * The built site (`pnpm build` first) in Debian's Chromium: every page loads without console errors,
- * every link inside the site reaches a page or file and, with a #fragment, an element of that page,
- * and the demo classifies sample images with the probabilities `residual predict` computes for them
- * in Node: on WebGPU (SwiftShader), after switching to the CPU, and in a browser without WebGPU with
- * the weights and the image given as files.
+ * The built site (`pnpm build` first) in Debian's Chromium, served with the headers of its `_headers`
+ * file (cross-origin isolation): every page loads without console errors, every link inside the
+ * site reaches a page or file and, with a #fragment, an element of that page, and the demo
+ * classifies sample images with the probabilities `residual predict` computes for them in Node: on
+ * WebGPU (SwiftShader), after switching to the CPU, and in a browser without WebGPU with the weights
+ * and the image given as files. The CPU backend runs on every core there, with the prediction of
+ * one thread, and on one thread where the site is served without the headers.
  * Screenshots of the home page and of the demo's results go to screenshots/ (git-ignored).
  */
 import { execFileSync } from 'node:child_process';
@@ -37,15 +39,22 @@ const fileFor = (path: string): string | null => {
   return existsSync(file) && statSync(file).isFile() ? file : null;
 };
 
-/** A static server for dist on loopback. */
-const serve = async (): Promise<{ server: Server; origin: string }> => {
+/** The headers that dist/_headers gives every path (its one rule, `/*`), as a static host reading it sends them. */
+const siteHeaders = (): Record<string, string> => {
+  const [rule, ...lines] = readFileSync(join(dist, '_headers'), 'utf8').trimEnd().split('\n');
+  if (rule !== '/*') throw new Error(`dist/_headers: expected one rule for /*, got '${rule}'`);
+  return Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf(':')).trim(), line.slice(line.indexOf(':') + 1).trim()]));
+};
+
+/** A static server for dist on loopback, sending `headers` with every file. */
+const serve = async (headers: Record<string, string>): Promise<{ server: Server; origin: string }> => {
   const server = createServer((req, res) => {
     const file = fileFor(new URL(req.url ?? '/', 'http://x').pathname);
     if (!file) {
       res.writeHead(404).end('not found');
       return;
     }
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
+    res.writeHead(200, { ...headers, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
@@ -85,7 +94,7 @@ const site = () =>
         '--disable-component-update', '--disable-sync', '--no-first-run'],
     });
     mkdirSync(shots, { recursive: true });
-    return { browser, ...(await serve()) };
+    return { browser, ...(await serve(siteHeaders())) };
   })());
 
 describe.skipIf(skip)('the built site', () => {
@@ -146,12 +155,26 @@ describe.skipIf(skip)('the built site', () => {
       probability: Number(tr.querySelector('.p')!.getAttribute('data-probability')),
     })));
 
-  /** Opens the demo, classifies a sample, and returns the rows it shows and the device line. */
-  const classifySample = async (page: Page, sample: string) => {
-    await page.goto(`${(await site()).origin}/demo.html`);
+  /** The CPU threads the demo says ran (null on WebGPU), and the cores the browser reports. */
+  const threadsOf = async (page: Page) => ({
+    threads: await page.getByTestId('device').evaluate((el) => (el.hasAttribute('data-threads') ? Number(el.getAttribute('data-threads')) : null)),
+    cores: await page.evaluate(() => navigator.hardwareConcurrency),
+  });
+
+  /**
+   * Opens the demo (at `query`, from `origin`: the isolated site's by default), classifies a sample,
+   * and returns the rows it shows, the device line, the threads that ran and the time it took.
+   */
+  const classifySample = async (page: Page, sample: string, query = '', origin?: string) => {
+    await page.goto(`${origin ?? (await site()).origin}/demo.html${query}`);
     await page.locator(`button[data-sample="${sample}"]:not([disabled])`).click({ timeout: 120_000 });
     await page.getByTestId('timing').waitFor({ timeout: 120_000 });
-    return { shown: await shownRows(page), device: await page.getByTestId('device').textContent() };
+    return {
+      shown: await shownRows(page),
+      device: await page.getByTestId('device').textContent(),
+      ...(await threadsOf(page)),
+      ms: Number((await page.getByTestId('timing').textContent())!.split(' ')[0]),
+    };
   };
 
   /** The demo's top 5 are the 5 most probable classes of the reference, with its probabilities. */
@@ -177,6 +200,8 @@ describe.skipIf(skip)('the built site', () => {
     await page.getByTestId('backend').selectOption('cpu');
     await expect.poll(() => page.getByTestId('timing').textContent(), { timeout: 60_000 }).toMatch(/\d+ ms on CPU/);
     expectMatches(await shownRows(page), ref);
+    const { threads, cores } = await threadsOf(page);
+    expect(threads).toBe(cores);
     await page.close();
     expect(errors).toEqual([]);
   });
@@ -192,6 +217,8 @@ describe.skipIf(skip)('the built site', () => {
     await page.goto(`${(await site()).origin}/demo.html`);
     await page.locator('button[data-sample]:not([disabled])').first().waitFor({ timeout: 120_000 });
     await expect(page.getByTestId('device').textContent()).resolves.toMatch(/^CPU \(WebAssembly/);
+    const { threads, cores } = await threadsOf(page);
+    expect(threads).toBe(cores);
     await expect(page.getByTestId('fallback').textContent()).resolves.toContain('no WebGPU');
     await page.locator('input[accept=".safetensors"]').setInputFiles(join(dist, 'generated/resnet20-shapes.safetensors'));
     await page.getByTestId('image-input').setInputFiles(join(dist, 'generated/samples/star.png'));
@@ -199,6 +226,31 @@ describe.skipIf(skip)('the built site', () => {
     expectMatches(await shownRows(page), reference('star'));
     await page.screenshot({ path: join(shots, 'demo-cpu.png'), fullPage: true });
     await context.close();
+    expect(errors).toEqual([]);
+  });
+
+  it('runs the CPU backend on every core of the isolated site with the prediction of one thread, and on one thread without the headers', async () => {
+    const { browser } = await site();
+    const plain = await serve({});
+    const page = await browser.newPage();
+    const errors = watchErrors(page);
+    try {
+      const all = await classifySample(page, 'triangle', '?backend=cpu');
+      const one = await classifySample(page, 'triangle', '?backend=cpu&threads=1');
+      const unisolated = await classifySample(page, 'triangle', '?backend=cpu', plain.origin);
+      // This machine's cores, all of them: the test needs two or more to see threads at work.
+      expect(all.cores).toBeGreaterThan(1);
+      expect(all).toMatchObject({ threads: all.cores, device: expect.stringContaining(`${all.cores} threads`) });
+      expect(one).toMatchObject({ threads: 1, device: expect.stringContaining('1 thread)') });
+      expect(unisolated).toMatchObject({ threads: 1, device: expect.stringContaining('1 thread; no worker threads: the page is not cross-origin isolated') });
+      // A forward splits no sum over threads: the same probabilities, bit for bit, and those of `residual predict`.
+      expect(all.shown).toEqual(one.shown);
+      expect(unisolated.shown).toEqual(one.shown);
+      expectMatches(one.shown, reference('triangle'));
+    } finally {
+      await page.close();
+      plain.server.close();
+    }
     expect(errors).toEqual([]);
   });
 });

@@ -19,7 +19,7 @@ import { Layouts, withLayouts } from './blocked.js';
 import { loadOneDnn, NATIVE_HINT, type OneDnn } from './native.js';
 import { oneDnnKernels } from './onednn.js';
 import { sgdUpdate } from './sgd.js';
-import { defaultThreads, fmaSupported, Wasm } from './wasm.js';
+import { defaultThreads, fmaSupported, singleThreadReason, Wasm } from './wasm.js';
 
 export type { CpuStorage } from './memory.js';
 
@@ -34,8 +34,18 @@ export const nativeProvider = (): { available: true; version: string; isa: strin
   return { available: true, version, isa };
 };
 
-/** The CPU backend, which also says which provider runs its heavy ops. */
-export type CpuBackend = Backend<CpuStorage> & { readonly provider: CpuProvider };
+/** The CPU backend, which also says which provider runs its heavy ops and on how many threads. */
+export type CpuBackend = Backend<CpuStorage> & {
+  readonly provider: CpuProvider;
+  /** Threads that large ops are split over, the calling one included (also said in `device`). */
+  readonly threads: number;
+  /**
+   * Starts the WebAssembly provider's worker threads, which otherwise start on the first large op
+   * and run none of the ops before they are up, and resolves to the number of threads that then run
+   * ops: `threads`, or 1 when the workers could not start (said in a warning).
+   */
+  ready(): Promise<number>;
+};
 
 /** Options of {@link createCpuBackend}. */
 export interface CpuBackendOptions {
@@ -46,7 +56,9 @@ export interface CpuBackendOptions {
   readonly maxPooledBytes?: number;
   /**
    * Threads that GEMM, convolutions and batch-norm are split over, this one included. Default: the
-   * `RESIDUAL_THREADS` environment variable, else every core (`os.availableParallelism()`).
+   * `RESIDUAL_THREADS` environment variable, else every core (`os.availableParallelism()`, in a
+   * browser `navigator.hardwareConcurrency`). A browser page that is not cross-origin isolated
+   * runs one thread whatever is asked, and `device` says why.
    */
   readonly threads?: number;
   /**
@@ -64,12 +76,13 @@ export interface CpuBackendOptions {
 
 const env = (name: string): string | undefined => (typeof process === 'undefined' ? undefined : process.env[name]);
 
-/** The thread count of the options or the environment, checked. */
-const threadsOf = (options: CpuBackendOptions): number => {
+/** The thread count of the options or the environment, checked; one, with the reason, where no worker can share the memory. */
+const threadsOf = (options: CpuBackendOptions): { threads: number; note: string } => {
   const raw = env('RESIDUAL_THREADS');
   const [n, source] = options.threads !== undefined ? [options.threads, 'threads option'] : raw ? [Number(raw), 'RESIDUAL_THREADS'] : [defaultThreads(), ''];
   if (!Number.isInteger(n) || n < 1) throw new Error(`cpu backend: ${source} must be a positive integer, got '${options.threads ?? raw}'`);
-  return n;
+  const why = singleThreadReason();
+  return why ? { threads: 1, note: `; no worker threads: ${why}` } : { threads: n, note: '' };
 };
 
 /** Whether to use the FMA kernels: asked for (option or environment) and supported. */
@@ -89,14 +102,16 @@ const providerOf = (options: CpuBackendOptions): { addon: OneDnn | null; note: s
   const native = loadOneDnn();
   if ('addon' in native) return { addon: native.addon, note: '' };
   if (asked === 'native') throw new Error(`cpu backend: the native provider was asked for, but ${native.missing}; ${NATIVE_HINT}`);
+  // Outside Node there is nothing to install that would bring the native provider: no note.
+  if (typeof process === 'undefined') return { addon: null, note: '' };
   return { addon: null, note: `; oneDNN provider off, ${native.missing}: ${NATIVE_HINT}` };
 };
 
 /** Creates a CPU backend; register it with `setBackend(createCpuBackend())`. */
 export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend => {
-  const threads = threadsOf(options);
+  const { threads, note: threadNote } = threadsOf(options);
   const fma = fmaOf(options);
-  const { addon, note } = providerOf(options);
+  const { addon, note: providerNote } = providerOf(options);
   addon?.setThreads(threads);
   // The kernels' memory and threads, made on first use and dropped by dispose(); large tensors live there.
   let instance: Wasm | null = null;
@@ -200,8 +215,11 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
     name: 'cpu',
     device: addon
       ? `CPU (oneDNN ${addon.info().version} ${addon.info().isa}, ${threads} thread${threads === 1 ? '' : 's'})`
-      : `CPU (WebAssembly SIMD${fma ? ' + FMA' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${note})`,
+      : `CPU (WebAssembly SIMD${fma ? ' + FMA' : ''}, ${threads} thread${threads === 1 ? '' : 's'}${threadNote}${providerNote})`,
     provider: addon ? 'native' : 'wasm',
+    threads,
+    // The native provider's OpenMP threads need no start; its WebAssembly ops share the workers.
+    ready: () => wasm().start(),
     upload: (data) => mem.upload(data),
     download: async (s, size, dtype) => read(s, size, dtype),
     readSync: read,

@@ -28,6 +28,16 @@ describe('WebAssembly kernels and their options', () => {
     expect(createCpuBackend().device).toMatch(new RegExp(`, ${availableParallelism()} threads?\\)$`));
   });
 
+  it('says how many threads run its ops once ready() has started the workers', async () => {
+    const three = createCpuBackend({ threads: 3, provider: 'wasm' });
+    const one = createCpuBackend({ threads: 1, provider: 'wasm' });
+    expect([three.threads, one.threads]).toEqual([3, 1]);
+    await expect(three.ready()).resolves.toBe(3);
+    await expect(one.ready()).resolves.toBe(1);
+    three.dispose();
+    one.dispose();
+  });
+
   it('names the setting at fault', () => {
     process.env.RESIDUAL_THREADS = 'many';
     expect(() => createCpuBackend()).toThrow(/RESIDUAL_THREADS must be a positive integer, got 'many'/);

@@ -1,7 +1,8 @@
 /**
  * The WebAssembly side of the backend: the kernels of assembly/kernels.ts instantiated on one shared
  * WebAssembly.Memory, an arena in that memory for each op's operands and scratch, and a pool of
- * worker threads that run a kernel's slices beside the calling thread, woken and joined with Atomics.
+ * worker threads (Node's worker threads, or a browser's Web Workers) that run a kernel's slices
+ * beside the calling thread, woken and joined with Atomics.
  */
 import { FMA_WASM, SIMD_WASM } from './wasm.generated.js';
 
@@ -10,8 +11,39 @@ const node = typeof process !== 'undefined' && process.versions?.node !== undefi
   ? { os: await import('node:os'), v8: await import('node:v8'), threads: await import('node:worker_threads') }
   : null;
 
-/** The default thread count: every core under Node; 1 elsewhere, where there are no worker threads. */
-export const defaultThreads = (): number => node?.os.availableParallelism() ?? 1;
+/** A Web Worker, as far as it is used here: TypeScript declares it only in the DOM library. */
+interface WebWorker {
+  postMessage(message: unknown): void;
+  terminate(): void;
+  onmessage: (() => void) | null;
+  onerror: ((event: { message?: string; preventDefault(): void }) => void) | null;
+}
+/** What a browser (page or worker) offers for threads. */
+const web = globalThis as unknown as {
+  Worker?: new (url: string, options?: { name?: string }) => WebWorker;
+  crossOriginIsolated?: boolean;
+  navigator?: { hardwareConcurrency?: number };
+};
+
+/**
+ * Why kernels can run on the calling thread only, or null where worker threads can share their
+ * memory: always under Node; in a browser, only on a cross-origin isolated page (or in its workers),
+ * the one place a shared memory may be sent to a worker.
+ */
+export const singleThreadReason = (): string | null => {
+  if (node) return null;
+  if (typeof web.Worker !== 'function') return 'no Web Workers here';
+  return web.crossOriginIsolated ? null : 'the page is not cross-origin isolated (COOP/COEP headers)';
+};
+
+/** The default thread count: every core (Node's `os.availableParallelism()`, a browser's `navigator.hardwareConcurrency`). */
+export const defaultThreads = (): number => node?.os.availableParallelism() ?? web.navigator?.hardwareConcurrency ?? 1;
+
+/** Tells of a trouble that does not stop the work: Node's warnings, else the console. */
+const warn = (message: string): void => {
+  if (node) process.emitWarning(message);
+  else console.warn(message);
+};
 
 /** The part of the WebAssembly JS API used here: TypeScript declares it only in the DOM library. */
 interface WasmApi {
@@ -95,29 +127,36 @@ const moduleFor = (fma: boolean): WasmModule => {
 // A wake-up alone is no job: the caller publishes a job (GEN + 1) before it notifies, so a worker that
 // saw the new GEN unwoken may have run the job and gone back to sleep when that notify arrives. Running
 // again on it took a second share of PENDING (-1), and the caller then waited forever.
+// One body for both hosts; only how it gets its data and reports back differs (see WORKER_START).
 const WORKER = `
-const { parentPort, workerData: { module, memory, names, tid, ctrl, args, maxArgs } } = require('node:worker_threads');
-const { exports } = new WebAssembly.Instance(module, { env: { memory } });
-const kernels = names.map((n) => exports[n]);
-const ctl = new Int32Array(memory.buffer, ctrl, 8);
-const argv = new Float64Array(memory.buffer, args, maxArgs);
-let gen = Atomics.load(ctl, ${GEN});
-Atomics.add(ctl, ${READY}, 1);
-parentPort.postMessage('ready');
-for (;;) {
-  Atomics.wait(ctl, ${GEN}, gen);
-  const next = Atomics.load(ctl, ${GEN});
-  if (next === gen) continue;
-  gen = next;
-  if (Atomics.load(ctl, ${QUIT})) break;
-  try {
-    kernels[ctl[${KERNEL}]](...argv.subarray(0, ctl[${ARGC}]), tid, ctl[${NT}]);
-  } catch {
-    Atomics.store(ctl, ${FAILED}, 1);
+const run = ({ module, memory, names, tid, ctrl, args, maxArgs }, post) => {
+  const { exports } = new WebAssembly.Instance(module, { env: { memory } });
+  const kernels = names.map((n) => exports[n]);
+  const ctl = new Int32Array(memory.buffer, ctrl, 8);
+  const argv = new Float64Array(memory.buffer, args, maxArgs);
+  let gen = Atomics.load(ctl, ${GEN});
+  Atomics.add(ctl, ${READY}, 1);
+  post('ready');
+  for (;;) {
+    Atomics.wait(ctl, ${GEN}, gen);
+    const next = Atomics.load(ctl, ${GEN});
+    if (next === gen) continue;
+    gen = next;
+    if (Atomics.load(ctl, ${QUIT})) break;
+    try {
+      kernels[ctl[${KERNEL}]](...argv.subarray(0, ctl[${ARGC}]), tid, ctl[${NT}]);
+    } catch {
+      Atomics.store(ctl, ${FAILED}, 1);
+    }
+    if (Atomics.sub(ctl, ${PENDING}, 1) === 1) Atomics.notify(ctl, ${PENDING});
   }
-  if (Atomics.sub(ctl, ${PENDING}, 1) === 1) Atomics.notify(ctl, ${PENDING});
-}
+};
 `;
+/** How a worker gets its data: Node's `workerData`; a Web Worker's first message. */
+const WORKER_START = {
+  node: `const { parentPort, workerData } = require('node:worker_threads'); run(workerData, (m) => parentPort.postMessage(m));`,
+  web: `onmessage = ({ data }) => run(data, (m) => postMessage(m));`,
+};
 
 /** Options of {@link Wasm}. */
 export interface WasmOptions {
@@ -151,8 +190,8 @@ export class Wasm {
   #top = ARENA;
   readonly #free = new Map<number, number[]>();
   #arena = { at: 0, bytes: 0 };
-  #workers: import('node:worker_threads').Worker[] | null = null;
-  #started: Promise<void> | null = null;
+  #workers: { terminate(): unknown }[] | null = null;
+  #started: Promise<number> | null = null;
 
   constructor({ threads, fma, onGrow }: WasmOptions) {
     this.threads = threads;
@@ -320,38 +359,73 @@ export class Wasm {
     try {
       fn(...args, 0, nt);
     } finally {
-      for (let left = Atomics.load(ctl, PENDING); left !== 0; left = Atomics.load(ctl, PENDING)) Atomics.wait(ctl, PENDING, left);
+      // A browser's main thread may not block in Atomics.wait, so there the caller spins: it has just run
+      // its own slice, so it waits only for the workers to finish theirs, which are as long.
+      for (let left = Atomics.load(ctl, PENDING); left !== 0; left = Atomics.load(ctl, PENDING)) if (node) Atomics.wait(ctl, PENDING, left);
     }
     if (Atomics.exchange(ctl, FAILED, 0)) throw new Error(`cpu backend: kernel '${kernel}' failed in a worker thread`);
   }
 
   /**
-   * Starts the worker threads (once) and resolves when all are up. Ops do not wait for it: until
-   * then the calling thread runs every slice itself.
+   * Starts the worker threads (once) and resolves to the number of threads that run ops: all of them
+   * once the workers are up, 1 when they could not start (said in a warning). Ops do not wait for it:
+   * until then the calling thread runs every slice itself.
    */
-  start(): Promise<void> {
-    if (this.#started) return this.#started;
-    if (!node || this.threads < 2) return (this.#started = Promise.resolve());
-    const { Worker } = node.threads;
+  start(): Promise<number> {
+    this.#started ??= this.threads < 2
+      ? Promise.resolve(1)
+      : this.#spawn().then(
+        () => this.threads,
+        (e: Error) => {
+          warn(`cpu backend: worker threads failed to start (${e.message}); running on one thread`);
+          this.dispose();
+          return 1;
+        },
+      );
+    return this.#started;
+  }
+
+  /** Starts `threads - 1` workers on this memory and resolves when every one is up. */
+  async #spawn(): Promise<void> {
     const shared = { module: this.#module, memory: this.#memory, names: KERNELS, ctrl: CTRL, args: ARGS, maxArgs: MAX_ARGS };
-    this.#workers = Array.from({ length: this.threads - 1 }, (_, i) => {
-      const w = new Worker(WORKER, { eval: true, workerData: { ...shared, tid: i + 1 } });
-      w.unref();
-      return w;
-    });
-    return (this.#started = Promise.all(
-      this.#workers.map((w) => new Promise<void>((resolve, reject) => {
-        w.once('message', () => resolve());
-        w.once('error', reject);
-      })),
-    ).then(() => undefined));
+    const count = this.threads - 1;
+    if (node) {
+      const workers = Array.from({ length: count }, (_, i) =>
+        new node.threads.Worker(WORKER + WORKER_START.node, { eval: true, workerData: { ...shared, tid: i + 1 } }));
+      this.#workers = workers;
+      for (const w of workers) w.unref();
+      await Promise.all(workers.map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject))));
+      return;
+    }
+    // A worker made from a blob of this script, not from a file beside it: no bundler has to find and
+    // copy a worker file, and it starts where this module was loaded from another origin (a CDN).
+    const { Worker } = web;
+    if (!Worker) throw new Error('no Web Workers here');
+    const url = URL.createObjectURL(new Blob([WORKER + WORKER_START.web], { type: 'text/javascript' }));
+    try {
+      const workers: WebWorker[] = [];
+      this.#workers = workers;
+      const up = Array.from({ length: count }, (_, i) => {
+        const w = new Worker(url, { name: `residual cpu ${i + 1}` });
+        workers.push(w);
+        return new Promise<void>((resolve, reject) => {
+          w.onmessage = () => resolve();
+          w.onerror = (event) => {
+            event.preventDefault();
+            reject(new Error(event.message || 'a worker failed to start'));
+          };
+          w.postMessage({ ...shared, tid: i + 1 });
+        });
+      });
+      await Promise.all(up);
+    } finally {
+      URL.revokeObjectURL(url);
+    }
   }
 
   /** Whether the workers are all up; starts them the first time it is asked. */
   #ready(): boolean {
-    if (!this.#started) {
-      this.start().catch((e: Error) => process.emitWarning(`cpu backend: worker threads failed to start (${e.message}); running on one thread`));
-    }
+    void this.start();
     return this.#workers !== null && Atomics.load(this.#ctl, READY) === this.threads - 1;
   }
 

@@ -1,5 +1,5 @@
 /**
- * @residual/core: tensors, the op interface, autograd, nn, optim, safetensors io and a seeded RNG.
+ * @residual/core: tensors, the op interface, autograd, nn, optim, weights io (safetensors; PyTorch's .pth in `./node`) and a seeded RNG.
  * Pick a backend first: `await useBackend('cpu')` (or 'webgpu' / 'auto').
  */
 export * from './api.js';
@@ -17,4 +17,5 @@ export { BACKEND_PACKAGES, useBackend, type BackendName } from './select.js';
 export { broadcastReductionAxes, broadcastShapes, normAxis, ShapeError, shapesEqual, sizeOf, stridesOf, type Shape } from './shape.js';
 export { createMetaBackend, type MetaObserver } from './meta.js';
 export * from './io/safetensors.js';
+export type { SafetensorsDtype, SafetensorsTensor, WeightsEntry, WeightsFile } from './io/weights.js';
 export * from './io/tensors.js';

@@ -265,6 +265,12 @@ export class BatchNorm2d extends Module {
    * it). Null (the default): each process's own batch, as the paper trained on several GPUs.
    */
   crossReplicaSum: ((t: Tensor) => Tensor) | null = null;
+  /**
+   * Called with the layer's response (after batch-norm, before the residual addition and ReLU that
+   * are otherwise fused into it) on every forward, for analyses such as the paper's Figure 7. While
+   * set, the epilogue runs as separate ops, and inference does not fold this layer into its convolution.
+   */
+  onResponse: ((y: Tensor) => void) | null = null;
 
   constructor(readonly numFeatures: number, { eps = 1e-5, momentum = 0.1 }: BatchNormOptions = {}) {
     super();
@@ -295,6 +301,12 @@ export class BatchNorm2d extends Module {
    * `batchNormTrain` does all of it.
    */
   forward(x: Tensor, { residual, relu: withRelu = false }: EpilogueOptions = {}): Tensor {
+    const hook = this.onResponse;
+    if (hook && (residual || withRelu)) {
+      const y = this.forward(x);
+      const z = residual ? add(y, residual) : y;
+      return withRelu ? relu(z) : z;
+    }
     if (x.shape[1] !== this.numFeatures)
       throw new Error(`BatchNorm2d(${this.numFeatures}): input has ${x.shape[1]} channels (shape [${x.shape.join(', ')}])`);
     const rm = this.runningMean;
@@ -302,10 +314,15 @@ export class BatchNorm2d extends Module {
     if (!this.training) {
       const scale = mul(this.weight, rsqrt(add(rv, this.eps)));
       const y = channelAffine(x, scale, sub(this.bias, mul(rm, scale)));
+      hook?.(y);
       const z = residual ? add(y, residual) : y;
       return withRelu ? relu(z) : z;
     }
-    if (this.crossReplicaSum) return this.#syncForward(x, this.crossReplicaSum, residual, withRelu);
+    if (this.crossReplicaSum) {
+      const y = this.#syncForward(x, this.crossReplicaSum, residual, withRelu);
+      hook?.(y);
+      return y;
+    }
     const { y, mean, invstd } = batchNormTrain(x, this.weight, this.bias, this.eps, { residual, relu: withRelu });
     const n = x.size / this.numFeatures;
     noGrad(() => {
@@ -321,6 +338,7 @@ export class BatchNorm2d extends Module {
     });
     mean.dispose();
     invstd.dispose();
+    hook?.(y);
     return y;
   }
 
@@ -364,7 +382,7 @@ export class BatchNorm2d extends Module {
  * gradients reach the batch-norm's own parameters.
  */
 export const convBn = (conv: Conv2d, bn: BatchNorm2d, x: Tensor, epilogue: EpilogueOptions = {}): Tensor => {
-  if (bn.training || isGradEnabled()) return bn.forward(conv.forward(x), epilogue);
+  if (bn.training || isGradEnabled() || bn.onResponse) return bn.forward(conv.forward(x), epilogue);
   const { scale, bias } = conv.foldedWith(bn);
   return conv2d(x, conv.weight, { ...conv.options, ...epilogue, scale, bias });
 };

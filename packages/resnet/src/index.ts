@@ -11,3 +11,4 @@ export * from './golden.js';
 export * from './evaluation.js';
 export * from './imagenet-classes.js';
 export * from './onnx.js';
+export * from './responses.js';

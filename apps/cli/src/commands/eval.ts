@@ -39,7 +39,7 @@ export const registerEval = (program: Command): void => {
     .command('eval')
     .description('Evaluate weights on a data split: loss, top-1 and top-5 accuracy')
     .requiredOption('--model <name>', 'network the weights belong to')
-    .requiredOption('--weights <file>', 'torchvision-named safetensors state dict')
+    .requiredOption('--weights <file>', 'torchvision-named state dict: safetensors, or a PyTorch checkpoint (.pth)')
     .requiredOption('--data <spec>', 'cifar10:DIR | cifar100:DIR | imagenet:DIR | builtin:shapes')
     .option('--split <name>', 'train | val | test', 'test')
     .option('--batch-size <n>', 'images per batch', '100')

@@ -45,7 +45,7 @@ export const registerPredict = (program: Command): void => {
     .description('Classify images (top-k with labels; ImageNet-1k names for 1000-class weights that record none), or map an input tensor to logits')
     .argument('[images...]', 'image files')
     .requiredOption('--model <name>', 'network the weights belong to')
-    .requiredOption('--weights <file>', 'torchvision-named safetensors state dict')
+    .requiredOption('--weights <file>', 'torchvision-named state dict: safetensors, or a PyTorch checkpoint (.pth)')
     .option('--top <k>', 'how many classes to show', '5')
     .option('--tensor <file>', "safetensors file with an NCHW f32 tensor 'input'")
     .option('--output <file>', "where to write 'logits' (with --tensor)")

@@ -143,6 +143,13 @@ describe('layout', () => {
     expect(all.h).toEqual({ dtype: 'f32', shape: [2], data: new Float32Array([1, -0.5]), sourceDtype: 'F16' });
   });
 
+  it('reads from a Node Buffer that views a larger pool, as readFile returns', async () => {
+    const pooled = Buffer.concat([Buffer.alloc(3), Buffer.from(expected)]).subarray(3);
+    expect(pooled.byteOffset).toBeGreaterThan(0);
+    const file = await loadSafetensors(pooled, 'pooled.safetensors');
+    expect(await file.get('b')).toEqual({ dtype: 'f32', shape: [2], data: new Float32Array([1, -2]), sourceDtype: 'F32' });
+  });
+
   it('accepts zero-size tensors sharing an offset and an unpadded header', async () => {
     const file = await loadSafetensors(
       handBuilt(`{"b":${JSON.stringify(entry('F32', [1], 0, 4))},"a":${JSON.stringify(entry('F32', [0, 3], 0, 0))}}`, new Float32Array([5])),

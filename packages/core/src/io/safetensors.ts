@@ -8,26 +8,19 @@
  * the file reader and the atomic writer live in `safetensors-node.ts`. Typed arrays are viewed in the
  * host's byte order, which is little-endian on every platform residual runs on.
  */
-import type { DType, TypedArrayFor } from '../ops.js';
+import type { DType } from '../ops.js';
+import { decodeElements, DTYPE_BYTES, weightsFile, type SafetensorsDtype, type SafetensorsTensor, type WeightsEntry, type WeightsFile } from './weights.js';
 
 /** A malformed file or bad input to the writer; the message names the file and the tensor at fault. */
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
 }
 
-const DTYPE_BYTES = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 } as const;
-
-/** The dtypes this reader accepts, as the header spells them. */
-export type SafetensorsDtype = keyof typeof DTYPE_BYTES;
-
 /** The largest header accepted: real ones are kilobytes, so anything past this is corrupt or hostile. */
 export const MAX_HEADER_BYTES = 100 * 2 ** 20;
 
 /** One tensor as the header describes it; `begin`/`end` are byte offsets into the buffer. */
-export interface SafetensorsEntry {
-  readonly name: string;
-  readonly dtype: SafetensorsDtype;
-  readonly shape: readonly number[];
+export interface SafetensorsEntry extends WeightsEntry {
   readonly begin: number;
   readonly end: number;
 }
@@ -41,11 +34,6 @@ export interface SafetensorsHeader {
   readonly metadata: Readonly<Record<string, string>>;
 }
 
-/** A tensor converted to a dtype residual holds; `sourceDtype` says what the file stored. */
-export type SafetensorsTensor = {
-  [D in DType]: { readonly dtype: D; readonly shape: number[]; readonly data: TypedArrayFor<D>; readonly sourceDtype: SafetensorsDtype };
-}[DType];
-
 /** Random access to a safetensors file's bytes: a file handle, a buffer, a Blob, HTTP ranges. */
 export interface SafetensorsSource {
   /** Named in every error. */
@@ -57,13 +45,10 @@ export interface SafetensorsSource {
 }
 
 /** An open safetensors file whose header is validated; tensors are read one at a time on demand. */
-export interface SafetensorsFile {
-  readonly fileName: string;
+export interface SafetensorsFile extends WeightsFile {
+  readonly format: 'safetensors';
   readonly header: SafetensorsHeader;
-  get(name: string): Promise<SafetensorsTensor>;
-  /** Every tensor, in buffer order. */
-  entries(): AsyncGenerator<[string, SafetensorsTensor]>;
-  close(): Promise<void>;
+  readonly tensors: ReadonlyMap<string, SafetensorsEntry>;
 }
 
 const err = (fileName: string, msg: string, cause?: unknown): SafetensorsError =>
@@ -172,60 +157,6 @@ export const parseSafetensorsHeader = (bytes: Uint8Array, fileName: string, file
   return { bufferStart, bufferBytes, metadata, tensors: new Map(entries.map((e) => [e.name, e])) };
 };
 
-/** F16 to F32 is exact: every half, subnormals, infinities and NaN payloads included, is a float. */
-const f16ToF32 = (src: Uint16Array): Float32Array => {
-  const out = new Float32Array(src.length);
-  const bits = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) {
-    const h = src[i];
-    const sign = (h & 0x8000) << 16;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) out[i] = (sign ? -mant : mant) * 2 ** -24;
-    else bits[i] = sign | (exp === 31 ? 0x7f800000 : (exp + 112) << 23) | (mant << 13);
-  }
-  return out;
-};
-
-/** Converts one tensor's bytes (a fresh buffer of exactly its size) to the dtype residual holds. */
-const decodeTensor = (e: SafetensorsEntry, bytes: Uint8Array, fileName: string): SafetensorsTensor => {
-  const buf = bytes.buffer;
-  const n = (e.end - e.begin) / DTYPE_BYTES[e.dtype];
-  const shape = [...e.shape];
-  const f32 = (data: Float32Array): SafetensorsTensor => ({ dtype: 'f32', shape, data, sourceDtype: e.dtype });
-  const i32 = (data: Int32Array): SafetensorsTensor => ({ dtype: 'i32', shape, data, sourceDtype: e.dtype });
-  switch (e.dtype) {
-    case 'F32': return f32(new Float32Array(buf, 0, n));
-    case 'F64': return f32(Float32Array.from(new Float64Array(buf, 0, n)));
-    case 'F16': return f32(f16ToF32(new Uint16Array(buf, 0, n)));
-    case 'BF16': {
-      const src = new Uint16Array(buf, 0, n);
-      const out = new Float32Array(n);
-      const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < n; i++) bits[i] = src[i] << 16;
-      return f32(out);
-    }
-    case 'I64': {
-      const words = new Int32Array(buf, 0, 2 * n);
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        const lo = words[2 * i];
-        if (words[2 * i + 1] !== lo >> 31) {
-          const value = new DataView(buf).getBigInt64(8 * i, true);
-          throw err(fileName, `${tensorLabel(e.name)}: I64 element ${i} is ${value}, outside the int32 range`);
-        }
-        out[i] = lo;
-      }
-      return i32(out);
-    }
-    case 'I32': return i32(new Int32Array(buf, 0, n));
-    case 'I16': return i32(Int32Array.from(new Int16Array(buf, 0, n)));
-    case 'I8': return i32(Int32Array.from(new Int8Array(buf, 0, n)));
-    case 'U8': return i32(Int32Array.from(new Uint8Array(buf, 0, n)));
-    case 'BOOL': return i32(Int32Array.from(new Uint8Array(buf, 0, n), (b) => (b ? 1 : 0)));
-  }
-};
-
 /** Opens safetensors from any random-access source: reads and validates the header, then tensors on demand. */
 export const openSafetensorsSource = async (source: SafetensorsSource): Promise<SafetensorsFile> => {
   const { name: fileName, size } = source;
@@ -242,30 +173,18 @@ export const openSafetensorsSource = async (source: SafetensorsSource): Promise<
   const prefix = await read(0, Math.min(size, 8), 'header length');
   const n = headerLength(prefix, fileName, size);
   const header = parseSafetensorsHeader(await read(0, 8 + n, 'header'), fileName, size);
-  const load = async (e: SafetensorsEntry): Promise<SafetensorsTensor> =>
-    decodeTensor(e, await read(header.bufferStart + e.begin, e.end - e.begin, tensorLabel(e.name)), fileName);
-  return {
-    fileName,
-    header,
-    async get(name) {
-      const e = header.tensors.get(name);
-      if (!e) {
-        const names = [...header.tensors.keys()];
-        const shown = names.slice(0, 8).map((k) => JSON.stringify(k)).join(', ');
-        throw err(fileName, `no ${tensorLabel(name)} among its ${names.length} tensors (${shown}${names.length > 8 ? ', ...' : ''})`);
-      }
-      return load(e);
-    },
-    async *entries() {
-      for (const e of header.tensors.values()) yield [e.name, await load(e)];
-    },
-    close: async () => source.close?.(),
+  const load = async (e: SafetensorsEntry): Promise<SafetensorsTensor> => {
+    const bytes = await read(header.bufferStart + e.begin, e.end - e.begin, tensorLabel(e.name));
+    return decodeElements(e.dtype, e.shape, bytes, (msg) => err(fileName, `${tensorLabel(e.name)}: ${msg}`));
   };
+  const file = weightsFile(fileName, 'safetensors', header.tensors, header.metadata, load, async () => source.close?.(), (msg) => err(fileName, msg));
+  return { ...file, format: 'safetensors', header };
 };
 
 /** Safetensors already in memory (a fetched or read buffer); `fileName` is named in errors. */
 export const loadSafetensors = (bytes: Uint8Array | ArrayBuffer, fileName: string): Promise<SafetensorsFile> => {
-  const all = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  // A plain Uint8Array view: a Node Buffer's slice() shares memory (and may start mid-pool), but tensors need fresh buffers.
+  const all = bytes instanceof Uint8Array ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
   return openSafetensorsSource({ name: fileName, size: all.byteLength, read: async (p, l) => all.slice(p, p + l) });
 };
 

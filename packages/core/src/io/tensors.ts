@@ -1,7 +1,8 @@
-/** Tensors <-> safetensors: state dicts in the format torchvision weights are shared in. */
+/** Tensors <-> weights files: state dicts in the formats torchvision weights are shared in. */
 import { tensor } from '../api.js';
 import type { Tensor } from '../engine.js';
-import type { SafetensorsFile, SafetensorsInput } from './safetensors.js';
+import type { SafetensorsInput } from './safetensors.js';
+import type { WeightsFile } from './weights.js';
 
 /**
  * Reads every tensor of a host to safetensors inputs. i32 tensors are written as I64, as PyTorch
@@ -19,8 +20,8 @@ export const tensorsToSafetensors = async (
   return out;
 };
 
-/** Uploads every tensor of an open safetensors file to the active backend, in file order. */
-export const tensorsFromSafetensors = async (file: SafetensorsFile): Promise<Map<string, Tensor>> => {
+/** Uploads every tensor of an open weights file (safetensors or `.pth`) to the active backend, in file order. */
+export const tensorsFromSafetensors = async (file: WeightsFile): Promise<Map<string, Tensor>> => {
   const out = new Map<string, Tensor>();
   for await (const [name, t] of file.entries()) out.set(name, tensor(t.data, t.shape, t.dtype));
   return out;

@@ -1,0 +1,67 @@
+/**
+ * `residual reproduce` end to end through the built CLI, cut to two steps per network on CIFAR-format
+ * files the test writes: the runs, the figure, the summary and its gaps, and Table 6's rows.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { makeCifar } from './fixtures.test-support.js';
+
+const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+const cli = (args: string[]) => {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, RESIDUAL_BACKEND: 'cpu' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) throw new Error(`build the CLI first (pnpm build): ${MAIN} is missing`);
+});
+
+describe('reproduce', () => {
+  // The tiny scale trains on 5,000 records and holds 1,000 out: the fixture has a few more.
+  const data = makeCifar(6016);
+
+  it('degradation: four runs, one figure with both panels, and the gaps of Figure 6', () => {
+    const out = mkdtempSync(join(tmpdir(), 'residual-fig6-'));
+    const r = cli(['reproduce', 'degradation', '--scale', 'tiny', '--iterations', '2', '--data', `cifar10:${data}`, '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(Object.keys(s.summary)).toEqual(['plain20', 'plain56', 'resnet20', 'resnet56']);
+    for (const m of Object.keys(s.summary)) {
+      expect(existsSync(join(out, m, 'model.safetensors'))).toBe(true);
+      expect(s.summary[m].testError).toBeGreaterThanOrEqual(0);
+    }
+    expect(s.gaps.plain56MinusPlain20).toBeCloseTo(s.summary.plain56.trainError - s.summary.plain20.trainError, 12);
+    expect(s.gaps.plain56MinusResnet56).toBeCloseTo(s.summary.plain56.trainError - s.summary.resnet56.trainError, 12);
+    expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toEqual(s);
+    const svg = readFileSync(s.figure, 'utf8');
+    expect(svg).toContain('plain networks');
+    expect(svg).toContain('residual networks');
+    // The 56-layer networks start with the paper's 0.01 warm-up; the 20-layer ones at 0.1.
+    const firstLr = (m: string) => JSON.parse(readFileSync(join(out, m, 'metrics.jsonl'), 'utf8').split('\n')[0]).lr;
+    expect([firstLr('plain20'), firstLr('plain56'), firstLr('resnet20'), firstLr('resnet56')]).toEqual([0.1, 0.01, 0.1, 0.01]);
+  }, 300_000);
+
+  it("cifar: a row per network with its test error beside Table 6's", () => {
+    const out = mkdtempSync(join(tmpdir(), 'residual-table6-'));
+    const r = cli(['reproduce', 'cifar', '--models', 'resnet20,resnet32', '--scale', 'tiny', '--iterations', '2', '--data', `cifar10:${data}`, '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout);
+    expect(s.rows.map((x: { model: string }) => x.model)).toEqual(['resnet20', 'resnet32']);
+    expect(s.rows.map((x: { paperTestError: number }) => x.paperTestError)).toEqual([8.75, 7.51]);
+    for (const row of s.rows) expect(row.testError).toBeGreaterThanOrEqual(0);
+    expect(readFileSync(join(out, 'table6.md'), 'utf8')).toMatch(/^\| model \| test error \(%\) \| paper \(Table 6\)/);
+  }, 300_000);
+
+  it('cifar names the flag at fault', () => {
+    const r = cli(['reproduce', 'cifar', '--models', 'resnet21']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--models/);
+    const d = cli(['reproduce', 'cifar', '--data', 'builtin:shapes']);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toMatch(/--data builtin:shapes: reproduce cifar needs CIFAR-10 files/);
+  });
+});
