@@ -46,11 +46,16 @@ const writeGoldenFiles = async (name: string, inputShape: number[]): Promise<str
   // The keys and shapes come from a model on the meta backend: no weights are drawn only to be replaced.
   setBackend(createMetaBackend());
   const model = createModel(name);
-  setBackend(createCpuBackend());
-  const weights = goldenStateDict(model);
-  await saveTensors(join(dir, 'w.safetensors'), weights, { format: 'pt' });
-  for (const t of weights.values()) t.dispose();
-  await saveTensors(join(dir, 'in.safetensors'), { input: goldenInput(inputShape) });
+  // A backend of its own, disposed after, so no model's weights stay pooled in this process.
+  const host = setBackend(createCpuBackend());
+  try {
+    const weights = goldenStateDict(model);
+    await saveTensors(join(dir, 'w.safetensors'), weights, { format: 'pt' });
+    for (const t of weights.values()) t.dispose();
+    await saveTensors(join(dir, 'in.safetensors'), { input: goldenInput(inputShape) });
+  } finally {
+    host.dispose();
+  }
   return dir;
 };
 afterAll(async () => {
