@@ -2,11 +2,11 @@
  * The baselines the ResNet paper measures itself against, named like torchvision's `alexnet.py` and
  * `vgg.py` so their state dicts load without key mapping (`features.0.weight`, `classifier.1.bias`):
  *
- * - AlexNet (Krizhevsky, Sutskever, Hinton, "ImageNet Classification with Deep Convolutional Neural
- *   Networks", 2012), as torchvision has it, and as its paper had it (`alexnet_original`);
- * - VGG-16 (Simonyan, Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
- *   Recognition", 2014, configuration D), plain and with batch-norm: the network of Fig. 3 and
- *   Table 3 of the ResNet paper, 15.3 billion FLOPs against ResNet-34's 3.6.
+ * - AlexNet ("ImageNet Classification with Deep Convolutional Neural Networks", 2012), as torchvision
+ *   has it, and as its paper had it (`alexnet_original`);
+ * - VGG-16 ("Very Deep Convolutional Networks for Large-Scale Image Recognition", 2014, configuration
+ *   D), plain and with batch-norm: the network of Fig. 3 and Table 3 of the ResNet paper, 15.3 billion
+ *   FLOPs against ResNet-34's 3.6.
  *
  * Every layer sits at torchvision's index of `features` / `classifier` (ReLU, pooling and dropout
  * take indices too); the forward pass fuses each convolution with the batch-norm and ReLU after it.
