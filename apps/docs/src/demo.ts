@@ -1,10 +1,10 @@
 /**
  * The in-browser demo's engine: starts a backend (WebGPU, else the CPU), loads a torchvision-named
- * safetensors state dict into a ResNet, and classifies an image. The page (ClassifierDemo.vue) only
+ * safetensors state dict into a network of @residual/resnet, and classifies an image. The page (ClassifierDemo.vue) only
  * draws what this returns.
  */
 import { currentBackend, loadSafetensors, noGrad, setBackend, softmax, tensor, tensorsFromSafetensors, tidy, topk } from '@residual/core';
-import { createModel, IMAGENET_LABELS, isCifarModel, MODELS, type CifarResNet, type ModelName, type ResNet } from '@residual/resnet';
+import { classifierKey, createModel, IMAGENET_LABELS, isCifarModel, MODELS, type ImageClassifier, type ModelName } from '@residual/resnet';
 
 /** Which backend the page asks for. */
 export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
@@ -52,7 +52,7 @@ export interface Classifier {
   readonly name: ModelName;
   /** Whether the weights named their network, or `fallbackName` was taken. */
   readonly named: boolean;
-  readonly model: ResNet | CifarResNet;
+  readonly model: ImageClassifier;
   /** The label of every output, in order. */
   readonly labels: readonly string[];
   readonly parameters: number;
@@ -71,8 +71,9 @@ export const loadClassifier = async (bytes: ArrayBuffer, fileName: string, fallb
   const name = (metadata.model ?? fallbackName) as ModelName | undefined;
   if (!name) throw new Error(`${fileName}: its metadata names no model; choose the network it belongs to`);
   if (!MODEL_NAMES.includes(name)) throw new Error(`${fileName}: unknown model '${name}'; known: ${MODEL_NAMES.join(', ')}`);
-  const fc = entries.get('fc.weight');
-  if (!fc) throw new Error(`${fileName}: no tensor "fc.weight"; is this a torchvision-named ResNet state dict?`);
+  const key = classifierKey(name);
+  const fc = entries.get(key);
+  if (!fc) throw new Error(`${fileName}: no tensor "${key}"; is this a torchvision-named ${name} state dict?`);
   const numClasses = fc.shape[0];
   const model = createModel(name, { numClasses });
   const tensors = await tensorsFromSafetensors(file);

@@ -1,9 +1,11 @@
 /**
  * Elementwise kernels: unary, binary and comparisons with NumPy broadcasting, where, and relu's
  * gradient. Large f32 operands of the common functions run as SIMD kernels on all threads (the
- * `simd*` functions); the rest, in TypeScript.
+ * `simd*` functions); the rest, in TypeScript. Also dropout's masked scaling.
  */
-import { stridesOf, type BinaryFn, type CompareFn, type DataArray, type Shape, type UnaryFn } from '@residual/core';
+import {
+  addCounter, dropoutThreshold, philox4x32, stridesOf, type BinaryFn, type CompareFn, type DataArray, type DropoutAttrs, type Shape, type UnaryFn,
+} from '@residual/core';
 import { broadcastStrides, forEachRun } from './strided.js';
 import type { Wasm } from './wasm.js';
 
@@ -153,4 +155,18 @@ export const where = (
     const [cs, as, bs] = s;
     for (let i = 0, c = o[0], ai = o[1], bi = o[2], k = o[3]; i < n; i++, c += cs, ai += as, bi += bs, k++) out[k] = cond[c] !== 0 ? a[ai] : b[bi];
   });
+};
+
+/**
+ * y = x times dropout's mask (core's `DropoutAttrs`): 1/(1-p) where the Philox word of the element
+ * reaches the threshold, else 0, four elements to a counter block as a uniform randomFill draws them.
+ */
+export const dropout = (x: Float32Array, y: Float32Array, { p, seed, counter }: DropoutAttrs): void => {
+  const threshold = dropoutThreshold(p);
+  const scale = 1 / (1 - p);
+  const block = new Uint32Array(4);
+  for (let i = 0; i < x.length; i += 4) {
+    philox4x32(...addCounter(counter, i / 4), 0, 0, seed[0], seed[1], block);
+    for (let j = 0; j < 4 && i + j < x.length; j++) y[i + j] = x[i + j] * (block[j] >= threshold ? scale : 0);
+  }
 };

@@ -6,10 +6,11 @@
  */
 import { philoxFill, sizeOf, type Backend, type DataArray, type Kernels, type TensorSpec, type TensorView } from '@residual/core';
 import { conv2d, conv2dBackwardData, conv2dBackwardFilter } from './conv.js';
-import { binary, compare, reluBackward, simdBinary, simdRelu, unary, where } from './elementwise.js';
+import { binary, compare, dropout, reluBackward, simdBinary, simdRelu, unary, where } from './elementwise.js';
 import { matmul } from './gemm.js';
 import { broadcastTo, concat, pad, permute, slice } from './layout.js';
 import { softmaxCrossEntropy, softmaxCrossEntropyBackward } from './loss.js';
+import { localResponseNorm, localResponseNormBackward } from './lrn.js';
 import { CpuMemory, type CpuStorage } from './memory.js';
 import { batchNormBackward, batchNormTrain, channelAffine } from './norm.js';
 import { avgPool2d, avgPool2dBackward, maxPool2d, maxPool2dBackward } from './pool.js';
@@ -180,6 +181,9 @@ export const createCpuBackend = (options: CpuBackendOptions = {}): CpuBackend =>
       return storages;
     },
     reluBackward: ({ y, dy }, _, [o]) => one(o, (dx) => reluBackward(wasm(), f32(y), f32(dy), dx)),
+    localResponseNorm: ({ x }, attrs, [o]) => one(o, (y) => localResponseNorm(f32(x), x.shape, attrs, y)),
+    localResponseNormBackward: ({ x, dy }, attrs, [o]) => one(o, (dx) => localResponseNormBackward(f32(x), f32(dy), x.shape, attrs, dx)),
+    dropout: ({ x }, attrs, [o]) => one(o, (y) => dropout(f32(x), y, attrs)),
     channelAffine: ({ x, scale, shift }, _, [o]) => one(o, (y) => channelAffine(wasm(), f32(x), x.shape, f32(scale), f32(shift), y)),
     softmaxCrossEntropy: ({ logits, labels }, { smoothing }, [o]) =>
       one(o, (loss) => softmaxCrossEntropy(f32(logits), i32(labels), logits.shape[1], smoothing, loss)),

@@ -1,5 +1,6 @@
 import {
-  BatchNorm2d, Conv2d, conv2d, conv2dGeometry, convBn, manualSeed, maxPool2d, mul, noGrad, randn, runOp, setBackend, sum, tensor, type Tensor,
+  BatchNorm2d, Conv2d, conv2d, conv2dGeometry, convBn, dropout, localResponseNorm, manualSeed, maxPool2d, mul, noGrad, randn, runOp, setBackend,
+  sum, tensor, type Tensor,
 } from '@residual/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createCpuBackend } from './index.js';
@@ -114,6 +115,21 @@ describe.runIf('addon' in native)('the oneDNN provider', () => {
     expect(got.map((v) => Number.isNaN(v))).toEqual(want.map((v) => Number.isNaN(v)));
     expect(want.some((v) => Number.isNaN(v))).toBe(true);
     expectClose(got.map((v) => (Number.isNaN(v) ? 0 : v)), want.map((v) => (Number.isNaN(v) ? 0 : v)), 1e-6, 'pooled');
+  });
+
+  it('normalises (LRN) and drops out blocked activations position by position, as the WebAssembly provider does', () => {
+    const shape = [2, 32, 5, 7];
+    const data = Float32Array.from({ length: 2 * 32 * 5 * 7 }, (_, i) => 3 * Math.sin(i * 1.3));
+    const run = (backend: typeof natBackend) => {
+      setBackend(backend);
+      // A 1x1 convolution by the identity (exact), so the native provider holds the activation blocked.
+      const eye = tensor(Float32Array.from({ length: 32 * 32 }, (_, i) => (i % 33 === 0 ? 1 : 0)), [32, 32, 1, 1]);
+      const h = conv2d(tensor(data, shape), eye);
+      return [values(localResponseNorm(h, 5, { alpha: 1, beta: 0.75, k: 2 })), values(dropout(h, 0.5, { seed: 3 }))];
+    };
+    const [lrn, dropped] = run(natBackend);
+    expect(lrn).toEqual(run(wasmBackend)[0]);
+    expect(dropped).toEqual(run(wasmBackend)[1]);
   });
 
   it('trains a residual block (fused epilogues, folded inference) to the WebAssembly provider\'s numbers', () => {

@@ -5,7 +5,10 @@ import { batchNormFinishProgram, batchNormPartialProgram, batchNormProgram } fro
 import { conv2dBackwardDataProgram } from './programs/conv2d-backward-data.js';
 import { conv2dBackwardFilterProgram, filterSplits } from './programs/conv2d-backward-filter.js';
 import { conv2dProgram } from './programs/conv2d.js';
+import { dropoutProgram } from './programs/dropout.js';
 import { BINARY_EXPR, COMPARE_EXPR, UNARY_EXPR, type ElementwiseSpec, type Operand } from './programs/elementwise.js';
+import { localResponseNormBackwardProgram } from './programs/local-response-norm-backward.js';
+import { localResponseNormProgram } from './programs/local-response-norm.js';
 import { matmulProgram } from './programs/matmul.js';
 import { pool2dBackwardProgram } from './programs/pool2d-backward.js';
 import { pool2dProgram } from './programs/pool2d.js';
@@ -15,7 +18,7 @@ import { sgdProgram } from './programs/sgd.js';
 import { softmaxCrossEntropyProgram } from './programs/softmax-cross-entropy.js';
 import { topkProgram } from './programs/topk.js';
 import type { Binding, GpuStorage, Runtime } from './runtime.js';
-import { chunksOf, runChunk, runElementwise, runItems, runReduce, whole, type Part } from './split.js';
+import { chunkItems, chunksOf, runChunk, runElementwise, runItems, runReduce, whole, type Part } from './split.js';
 import { broadcastView, contiguous, permutedView, windowView, type View } from './views.js';
 
 type Input = TensorView<GpuStorage>;
@@ -127,11 +130,29 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       const batch = sizeOf(o.shape.slice(0, -2));
       const program = (aShape: Shape, bShape: Shape, outShape: Shape) => matmulProgram(aShape, bShape, transA, transB, outShape, rt.gemmKernel);
       const unsplit = program(a.shape, b.shape, o.shape);
-      if (!transA && b.shape.length === 2) {
-        // Rows of A (of every batch) against all of B.
-        runItems(rt, op, batch * m, [{ storage: a.storage, item: depth * 4 }, fixed(b.storage)], [{ storage: y, item: n * 4 }], (r) =>
-          r === batch * m ? unsplit : program([r, depth], b.shape, [r, n]),
+      /** Rows of A (of every batch) against `cols` columns of B held in `rhs`, into `out` [batch·m, cols]. */
+      const rowsOfA = (rhs: GpuStorage | Binding, cols: number, out: GpuStorage) =>
+        runItems(rt, op, batch * m, [{ storage: a.storage, item: depth * 4 }, fixed(rhs)], [{ storage: out, item: cols * 4 }], (r) =>
+          r === batch * m && cols === n ? unsplit : program([r, depth], transB ? [cols, depth] : [depth, cols], [r, cols]),
         );
+      if (!transA && b.shape.length === 2 && (b.size * 4 <= rt.maxBinding || !transB)) rowsOfA(b.storage, n, y);
+      else if (!transA && b.shape.length === 2) {
+        // A Bᵀ wider than one binding (a classifier's weight: VGG-16's first is 411 MB) goes in blocks of
+        // its rows, the output's columns: each block's product lands in a scratch, then in its columns of y.
+        const block = chunkItems(n, [depth * 4], rt.maxBinding, rt.bindAlign);
+        if (block === 0) throw new Error(`webgpu ${op}: cannot split B [${b.shape.join(', ')}]: one row exceeds the binding limit of ${rt.maxBinding} bytes`);
+        for (let first = 0; first < n; first += block) {
+          const cols = Math.min(block, n - first);
+          const range = { storage: b.storage, offset: first * depth * 4, size: cols * depth * 4 };
+          const aligned = range.offset % rt.bindAlign === 0;
+          const rhs = aligned ? range : rt.alloc(range.size, op);
+          if (!aligned) rt.copy(op, b.storage, rhs as GpuStorage, range.size, range.offset);
+          const part = alloc({ shape: [batch * m, cols], dtype: 'f32' }, op);
+          rowsOfA(rhs, cols, part);
+          place(op, { shape: [batch * m, cols], dtype: 'f32', storage: part, size: batch * m * cols, version: 0 }, y, [batch * m, n], [0, first]);
+          rt.free(part);
+          if (!aligned) rt.free(rhs as GpuStorage);
+        }
       } else if ([a, b].every((t) => t.shape.length === o.shape.length && t.shape.slice(0, -2).every((d, i) => d === o.shape[i]))) {
         // Whole matrices of unbroadcast batches.
         const parts = [a.storage, b.storage, y].map((storage, i) => ({ storage, item: per([a.size, b.size, m * n * batch][i], batch) }));
@@ -256,6 +277,24 @@ export const makeKernels = (rt: Runtime): Kernels<GpuStorage> => {
       const inputs = [contiguous(y.shape), contiguous(dy.shape)].map(f32);
       ew('reluBackward', { expr: 'reluGrad(v0, v1)', shape: y.shape, inputs, out: { type: 'f32' } }, [y.storage, dy.storage], dx);
       return [dx];
+    },
+    localResponseNorm: ({ x }, attrs, [o]) => {
+      const [n, c] = x.shape;
+      return [perImage('localResponseNorm', n, [images(x, n)], o, (m) => localResponseNormProgram(m, c, sizeOf(x.shape.slice(2)), attrs))];
+    },
+    localResponseNormBackward: ({ x, dy }, attrs, [o]) => {
+      const [n, c] = x.shape;
+      const inner = sizeOf(x.shape.slice(2));
+      return [perImage('localResponseNormBackward', n, [images(x, n), images(dy, n)], o, (m) => localResponseNormBackwardProgram(m, c, inner, attrs))];
+    },
+    dropout: ({ x }, attrs, [o]) => {
+      const y = alloc(o, 'dropout');
+      // Elements chunk in multiples of 64 (4-byte items at aligned offsets): a chunk starts on a whole Philox block.
+      runItems(rt, 'dropout', x.size, [{ storage: x.storage, item: 4 }], [{ storage: y, item: 4 }], (n, first) => {
+        const lo = attrs.counter[0] + first / 4;
+        return dropoutProgram(n, { ...attrs, counter: [lo >>> 0, (attrs.counter[1] + Math.floor(lo / 2 ** 32)) >>> 0] });
+      });
+      return [y];
     },
     channelAffine: ({ x, scale, shift }, _, [o]) => {
       const y = alloc(o, 'channelAffine');

@@ -1,6 +1,6 @@
 import {
-  add, argmax, avgPool2d, batchNormTrain, channelAffine, concat, conv2dGeometry, crossEntropy, full, gt, manualSeed, matmul, max, maxPool2d,
-  mean, mul, pad, permute, pool2dGeometry, rand, randn, relu, runOp, setBackend, SGD, slice, softmaxCrossEntropy, sum, tensor, tidy, topk,
+  add, argmax, avgPool2d, batchNormTrain, channelAffine, concat, conv2dGeometry, crossEntropy, dropout, full, gt, localResponseNorm, manualSeed,
+  matmul, max, maxPool2d, mean, mul, pad, permute, pool2dGeometry, rand, randn, relu, runOp, setBackend, SGD, slice, softmaxCrossEntropy, sum, tensor, tidy, topk,
   where, type Backend, type Tensor,
 } from '@residual/core';
 import { conformanceCases } from '@residual/core/testing';
@@ -134,7 +134,19 @@ describe.skipIf(!split)(`ops past a binding limit of ${SMALL} bytes match the un
     rows: () => matmul(data([300, 8]), data([8, 5], 2)),
     'batched rows, transB': () => matmul(data([3, 100, 8]), data([5, 8], 2), { transB: true }),
     'batches, transA': () => matmul(data([6, 16, 16]), data([6, 16, 16], 2), { transA: true }),
+    // A classifier's weight over the limit: blocks of 25 of its 160-byte rows (some through scratch copies).
+    'transB, B in blocks of rows': () => matmul(data([5, 40]), data([300, 40], 2), { transB: true }),
+    'batched rows, transB, B in blocks of rows': () => matmul(data([3, 10, 40]), data([300, 40], 2), { transB: true }),
   }));
+
+  it('local response normalisation forward and backward by images', () => {
+    const attrs = { size: 5, alpha: 1, beta: 0.75, k: 2 };
+    const x = () => data([7, 6, 5, 5]);
+    return exact({
+      forward: () => localResponseNorm(x(), 5, attrs),
+      backward: () => runOp('localResponseNormBackward', { x: x(), dy: data([7, 6, 5, 5], 3) }, attrs)[0],
+    })();
+  });
 
   const w = () => data([8, 4, 3, 3], 2);
   const conv = conv2dGeometry([5, 4, 8, 8], [8, 4, 3, 3], { padding: 1 });
@@ -210,7 +222,7 @@ describe.skipIf(!split)(`ops past a binding limit of ${SMALL} bytes match the un
     return close({ ...epilogueCases([6, 4, 8, 8], ''), ...epilogueCases([12, 4, 5, 7], ', unaligned images') }, 1e-5)();
   });
 
-  it('the SGD step and random fills by elements', () => {
+  it('the SGD step, random fills and dropout by elements', () => {
     const sgd = (momentum: number) => () => {
       const p = data([3000]);
       const opt = new SGD([p], { lr: 0.1, momentum, weightDecay: 1e-2 });
@@ -224,6 +236,7 @@ describe.skipIf(!split)(`ops past a binding limit of ${SMALL} bytes match the un
       'sgd with momentum': sgd(0.9),
       'uniform fill': () => rand([3001], { low: -2, high: 3 }),
       'normal fill': () => randn([3003]),
+      dropout: () => dropout(data([3001]), 0.4),
     })();
   });
 
@@ -248,6 +261,9 @@ const UNSPLITTABLE: Record<string, string> = {
   'matmul/large [128,256] [256,64]': 'B is bound whole and is 64 KiB',
   'matmul/large [256,64] [128,256] transA transB': 'a transposed A is not split',
   'batchNormTrain/large [8,16,16,16] eps 0.00001': 'one image is 16 KiB',
+  "localResponseNorm/large, AlexNet's first layer [2,96,55,55] size 5 alpha 0.0001 beta 0.75 k 2": 'one image is 1.1 MiB',
+  "localResponseNormBackward/large, AlexNet's second layer [2,256,27,27] size 5 alpha 0.0001 beta 0.75 k 2": 'one image is 729 KiB',
+  "adaptiveAvgPool2d/AlexNet's 6x6 from 13x13 x[2,4,13,13] to 6x6": 'its matmul broadcasts the averaging matrix over a 5.3 KiB input, which is not split',
   'permute/f32 [64,64,64] by [2,1,0]': 'a full transpose reads the whole input for any run of outputs',
   ...Object.fromEntries(
     ['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter'].flatMap((op) =>

@@ -1,6 +1,6 @@
 /** The tensor functions users call, each a thin layer over one op of the interface (or a few). */
 import { getBackend, noGrad, record, runOp, Tensor, wrap } from './engine.js';
-import { conv2dGeometry, pool2dGeometry, type Conv2dOptions, type Pool2dOptions } from './geometry.js';
+import { conv2dGeometry, pool2dGeometry, type Conv2dOptions, type Pair, type Pool2dOptions } from './geometry.js';
 import type { BinaryFn, CompareFn, DataArray, DType, ReduceFn, UnaryFn } from './ops.js';
 import { broadcastReductionAxes, checkShape, normAxis, ShapeError, sizeOf, type Shape } from './shape.js';
 import { nextDraw } from './random.js';
@@ -187,7 +187,74 @@ export const globalAvgPool2d = (x: Tensor): Tensor => {
   return mean(x, [2, 3]);
 };
 
+/**
+ * The averaging matrix [out, in] of adaptive pooling along one axis: row i holds 1/len over PyTorch's
+ * window floor(i·in/out) .. ceil((i+1)·in/out), so windows overlap where out does not divide in.
+ */
+const adaptiveWeights = (inSize: number, outSize: number): Float32Array => {
+  const m = new Float32Array(outSize * inSize);
+  for (let i = 0; i < outSize; i++) {
+    const [start, end] = [Math.floor((i * inSize) / outSize), Math.ceil(((i + 1) * inSize) / outSize)];
+    for (let j = start; j < end; j++) m[i * inSize + j] = 1 / (end - start);
+  }
+  return m;
+};
+
+/**
+ * Adaptive average pooling to `outputSize` (PyTorch's `F.adaptive_avg_pool2d`), composed from other
+ * ops: the input itself where the sizes agree; a global mean for 1x1; one `avgPool2d` (kernel =
+ * stride = in/out) where the output divides the input; otherwise, as every output cell averages a
+ * rectangle of rows times columns, Pₕ · x · Pᵥᵀ, two matmuls by the averaging matrices of the axes
+ * (which also repeats cells when the output is larger than the input).
+ */
+export const adaptiveAvgPool2d = (x: Tensor, outputSize: Pair): Tensor => {
+  if (x.rank !== 4) throw new ShapeError(`adaptiveAvgPool2d: input must be [N, C, H, W], got [${x.shape.join(', ')}]`);
+  const [oh, ow] = typeof outputSize === 'number' ? [outputSize, outputSize] : outputSize;
+  if (![oh, ow].every((d) => Number.isInteger(d) && d >= 1)) throw new ShapeError(`adaptiveAvgPool2d: output size must be integers >= 1, got ${JSON.stringify(outputSize)}`);
+  const [n, c, h, w] = x.shape;
+  if (h === 0 || w === 0) throw new ShapeError(`adaptiveAvgPool2d: input [${x.shape.join(', ')}] has no pixels to average`);
+  if (h === oh && w === ow) return x;
+  if (oh === 1 && ow === 1) return reshape(globalAvgPool2d(x), [n, c, 1, 1]);
+  if (h % oh === 0 && w % ow === 0) return avgPool2d(x, { kernelSize: [h / oh, w / ow] });
+  const rows = tensor(adaptiveWeights(h, oh), [oh, h]);
+  const cols = tensor(adaptiveWeights(w, ow), [ow, w]);
+  return matmul(matmul(rows, x), cols, { transB: true });
+};
+
 // --- normalisation and losses -----------------------------------------------------------------
+
+/** Options of `localResponseNorm`, with PyTorch's defaults. */
+export interface LocalResponseNormOptions {
+  alpha?: number;
+  beta?: number;
+  k?: number;
+}
+
+/**
+ * Local response normalisation across channels (PyTorch's `F.local_response_norm`): x over
+ * (k + alpha/size · Σ x²)^beta, the sum over the `size` channels around each one (zeros past the edges).
+ */
+export const localResponseNorm = (x: Tensor, size: number, { alpha = 1e-4, beta = 0.75, k = 1 }: LocalResponseNormOptions = {}): Tensor =>
+  runOp('localResponseNorm', { x }, { size, alpha, beta, k })[0];
+
+/** Options of `dropout`. */
+export interface DropoutOptions extends RandomOptions {
+  /** False (evaluation) passes x through. Default true, as PyTorch's `F.dropout`. */
+  training?: boolean;
+}
+
+/**
+ * Dropout (PyTorch's `F.dropout`): in training, each element is zeroed with probability p and the
+ * others scaled by 1/(1-p), the mask drawn from the global generator (or `seed`), so it is the same
+ * on every backend for the same seed; otherwise x itself.
+ */
+export const dropout = (x: Tensor, p = 0.5, { training = true, seed }: DropoutOptions = {}): Tensor => {
+  if (!(p >= 0 && p <= 1)) throw new RangeError(`dropout: p must be in [0, 1], got ${p}`);
+  if (!training || p === 0) return x;
+  if (p === 1) return mul(x, 0);
+  const { key, counter } = nextDraw('uniform', x.size, seed);
+  return runOp('dropout', { x }, { p, seed: key, counter })[0];
+};
 
 /**
  * Batch-norm with batch statistics: y = act(gamma·x̂ + beta + residual), plus the per-channel batch

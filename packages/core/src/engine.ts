@@ -178,6 +178,8 @@ export class Tensor implements Disposable {
   /**
    * Overwrites this tensor's elements with a copy of `src` (same shape and dtype), keeping its identity,
    * so optimizers and modules holding it see the new values. Used for loading weights and running statistics.
+   * The copy is made on the active backend, which the tensor then lives on: a module built on the meta
+   * backend (no weights drawn) becomes a real one by loading a state dict.
    */
   assign(src: Tensor): this {
     this.assertLive('assigned');

@@ -10,7 +10,7 @@ import {
 import type { Tensor } from './engine.js';
 import { runOp } from './engine.js';
 import type { Pool2dGeometry } from './geometry.js';
-import type { BatchNormAttrs, BinaryFn, Conv2dAttrs, OpName, ReduceFn, UnaryFn } from './ops.js';
+import type { BatchNormAttrs, BinaryFn, Conv2dAttrs, DropoutAttrs, LocalResponseNormAttrs, OpName, ReduceFn, UnaryFn } from './ops.js';
 
 /** What a rule sees of the recorded op. */
 export interface GradContext {
@@ -137,6 +137,11 @@ export const GRADS: Partial<Record<OpName, GradRule>> = {
     },
     [0],
   ),
+  localResponseNorm: rule<X, LocalResponseNormAttrs>(({ inputs: { x }, attrs }, dy) => ({
+    x: runOp('localResponseNormBackward', { x, dy }, attrs)[0],
+  })),
+  // The mask is a function of (seed, counter, position), so dy meets the same one, scaled the same.
+  dropout: rule<X, DropoutAttrs>(({ attrs }, dy) => ({ x: runOp('dropout', { x: dy }, attrs)[0] })),
   channelAffine: rule<{ x: Tensor; scale: Tensor; shift: Tensor }, unknown>(({ inputs: { x, scale, shift } }, dy) => {
     const axes = nonChannelAxes(x.rank);
     return {

@@ -3,9 +3,10 @@ import { add, clone, crossEntropy, flatten, mul, rand, randn, sum, tensor, zeros
 import { customOp, getBackend, noGrad, setBackend, tidy, type Tensor } from './engine.js';
 import { manualSeed } from './random.js';
 import {
-  AdaptiveAvgPool2d, BatchNorm2d, Conv2d, convBn, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential, StateDictError,
+  AdaptiveAvgPool2d, BatchNorm2d, Conv2d, convBn, Dropout, Flatten, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU, Sequential, StateDictError,
 } from './nn.js';
 import { SGD } from './optim.js';
+import { createMetaBackend } from './meta.js';
 import { createReferenceBackend } from './testing/reference-backend.js';
 
 beforeEach(() => {
@@ -181,6 +182,62 @@ describe('training', () => {
     const y = new Sequential(new AdaptiveAvgPool2d(1), new Flatten()).forward(rand([2, 3, 4, 4]));
     expect(y.shape).toEqual([2, 3]);
     expect(getBackend().name).toBe('reference');
+  });
+
+  it('a module built on the meta backend becomes a real one by loading a state dict on the active backend', () => {
+    const reference = getBackend();
+    setBackend(createMetaBackend());
+    const net = new Sequential(new Linear(3, 2), new BatchNorm2d(2));
+    setBackend(reference);
+    net.loadStateDict({
+      '0.weight': tensor([1, 0, 0, 0, 1, 0], [2, 3]), '0.bias': tensor([1, -1]),
+      '1.weight': tensor([2, 3]), '1.bias': tensor([0, 1]), '1.running_mean': zeros([2]), '1.running_var': tensor([1, 1]),
+      '1.num_batches_tracked': zeros([], 'i32'),
+    });
+    net.eval();
+    vals(net.forward(tensor([5, 6, 7], [1, 3]))).forEach((v, i) => expect(v).toBeCloseTo([12 / Math.sqrt(1 + 1e-5), 1 + 15 / Math.sqrt(1 + 1e-5)][i], 4));
+    expect(net.parameters().every((p) => p.dataSync().length === p.size)).toBe(true);
+  });
+
+  it("AdaptiveAvgPool2d to other sizes: PyTorch's overlapping windows, and repeats when growing", () => {
+    // 1 x 1 x 3 x 4 -> 2 x 3: rows {0,1} and {1,2}; columns {0,1}, {1,2}, {2,3}.
+    const x = tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [1, 1, 3, 4]);
+    const y = new AdaptiveAvgPool2d([2, 3]).forward(x);
+    expect(y.shape).toEqual([1, 1, 2, 3]);
+    vals(y).forEach((v, i) => expect(v).toBeCloseTo([3.5, 4.5, 5.5, 7.5, 8.5, 9.5][i], 5));
+    vals(new AdaptiveAvgPool2d([2, 2]).forward(tensor([1, 2], [1, 1, 1, 2]))).forEach((v, i) => expect(v).toBeCloseTo([1, 2, 1, 2][i], 6));
+    expect(new AdaptiveAvgPool2d([3, 4]).forward(x)).toBe(x);
+  });
+
+  it('LocalResponseNorm has no state and divides by the scale of PyTorch, alpha over size', () => {
+    const lrn = new LocalResponseNorm(2, { alpha: 2, beta: 1, k: 1 });
+    expect(lrn.stateDict().size).toBe(0);
+    vals(lrn.forward(tensor([1, 2, 3], [1, 3, 1]))).forEach((v, i) => expect(v).toBeCloseTo([1 / 2, 2 / 6, 3 / 14][i], 6));
+  });
+
+  it('Dropout masks in training (a new mask each call, reproducible from the seed) and passes through in eval', () => {
+    const drop = new Dropout(0.5);
+    const x = tensor(Array.from({ length: 64 }, (_, i) => i + 1), [64]);
+    manualSeed(11);
+    const first = vals(drop.forward(x));
+    const second = vals(drop.forward(x));
+    expect(first.every((v, i) => v === 0 || v === 2 * (i + 1))).toBe(true);
+    expect(first.filter((v) => v === 0).length).toBeGreaterThan(16);
+    expect(first.filter((v) => v === 0).length).toBeLessThan(48);
+    expect(second).not.toEqual(first);
+    manualSeed(11);
+    expect(vals(drop.forward(x))).toEqual(first);
+    drop.eval();
+    expect(drop.forward(x)).toBe(x);
+    expect(() => new Dropout(1.5)).toThrow('p must be in [0, 1]');
+  });
+
+  it('Dropout sends the gradient through the mask of the forward', () => {
+    const x = tensor(Array.from({ length: 40 }, (_, i) => i - 20.5), [40]).requireGrad();
+    const y = new Dropout(0.25).forward(x);
+    sum(y).backward();
+    const kept = vals(y).map((v) => (v !== 0 ? 1 : 0));
+    vals(x.grad!).forEach((g, i) => expect(g).toBeCloseTo(kept[i] / 0.75, 6));
   });
 });
 

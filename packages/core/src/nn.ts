@@ -3,8 +3,9 @@
  * and state dicts whose keys are PyTorch's (`conv1.weight`, `bn1.running_mean`, `0.weight`, ...).
  */
 import {
-  add, avgPool2d, batchNormTrain, channelAffine, concat, conv2d, crossEntropy, div, flatten, full, globalAvgPool2d, matmul, maxPool2d,
-  mul, neg, rand, reciprocal, relu, reshape, rsqrt, slice, square, sub, sum, tensor, zeros, ones, type CrossEntropyOptions, type EpilogueOptions,
+  adaptiveAvgPool2d, add, avgPool2d, batchNormTrain, channelAffine, concat, conv2d, crossEntropy, div, dropout, flatten, full, localResponseNorm,
+  matmul, maxPool2d, mul, neg, rand, reciprocal, relu, reshape, rsqrt, slice, square, sub, sum, tensor, zeros, ones, type CrossEntropyOptions,
+  type EpilogueOptions, type LocalResponseNormOptions,
 } from './api.js';
 import { isGradEnabled, noGrad, tidy, type Tensor } from './engine.js';
 import type { Conv2dOptions, Pair, Pool2dOptions } from './geometry.js';
@@ -440,15 +441,37 @@ export class AvgPool2d extends Module {
   }
 }
 
-/** Adaptive average pooling to 1x1 (what ResNets use before `fc`): [N,C,H,W] -> [N,C,1,1]. */
+/** Adaptive average pooling to a fixed output size (see `adaptiveAvgPool2d`): [N,C,H,W] -> [N,C,oh,ow]. */
 export class AdaptiveAvgPool2d extends Module {
-  constructor(outputSize: Pair = 1) {
+  constructor(readonly outputSize: Pair = 1) {
     super();
-    const [h, w] = typeof outputSize === 'number' ? [outputSize, outputSize] : outputSize;
-    if (h !== 1 || w !== 1) throw new Error(`AdaptiveAvgPool2d: only output size 1x1 is supported, got ${h}x${w}`);
   }
   forward(x: Tensor): Tensor {
-    return reshape(globalAvgPool2d(x), [x.shape[0], x.shape[1], 1, 1]);
+    return adaptiveAvgPool2d(x, this.outputSize);
+  }
+}
+
+/** Local response normalisation across channels (PyTorch's `nn.LocalResponseNorm`; see `localResponseNorm`). */
+export class LocalResponseNorm extends Module {
+  constructor(
+    readonly size: number,
+    readonly options: LocalResponseNormOptions = {},
+  ) {
+    super();
+  }
+  forward(x: Tensor): Tensor {
+    return localResponseNorm(x, this.size, this.options);
+  }
+}
+
+/** Dropout (PyTorch's `nn.Dropout`): a fresh mask every call in training mode, the identity in evaluation mode. */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (!(p >= 0 && p <= 1)) throw new RangeError(`Dropout: p must be in [0, 1], got ${p}`);
+  }
+  forward(x: Tensor): Tensor {
+    return dropout(x, this.p, { training: this.training });
   }
 }
 

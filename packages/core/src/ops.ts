@@ -74,6 +74,38 @@ export interface RandomAttrs {
   readonly b: number;
 }
 
+/**
+ * Attributes of `localResponseNorm` (PyTorch's `nn.LocalResponseNorm(size, alpha, beta, k)`): each
+ * element is divided by (k + alpha/size · Σ x²)^beta, the sum over channels c - floor(size/2) ..
+ * c + floor((size-1)/2) of the same position, channels past either edge counting as zeros.
+ */
+export interface LocalResponseNormAttrs {
+  readonly size: number;
+  readonly alpha: number;
+  readonly beta: number;
+  readonly k: number;
+}
+
+/**
+ * Attributes of `dropout`: drop probability `p` in [0, 1), and the Philox draw the mask comes from.
+ * Element i is kept when word (i mod 4) of block (counter + floor(i / 4)) (the words a uniform
+ * `randomFill` from the same key and counter turns into element i) is at least
+ * `dropoutThreshold(p)`; kept elements are multiplied by 1/(1-p), dropped ones by 0.
+ */
+export interface DropoutAttrs {
+  readonly p: number;
+  /** 64-bit key as two u32 words. */
+  readonly seed: readonly [number, number];
+  /** First Philox counter block (u32 words lo, hi). */
+  readonly counter: readonly [number, number];
+}
+
+/**
+ * The u32 threshold of dropout's keep rule: ceil(p·2^32), so a uniform word is dropped with
+ * probability p (to within 2^-32). Capped at 2^32 - 1 so it fits a u32 for p just below 1.
+ */
+export const dropoutThreshold = (p: number): number => Math.min(Math.ceil(p * 2 ** 32), 2 ** 32 - 1);
+
 /** Attributes of `conv2d`: the geometry, and whether a ReLU closes the fused epilogue. */
 export type Conv2dAttrs = Conv2dGeometry & {
   /** y = max(y, 0) after the scale, the bias and the residual. Default false. */
@@ -157,6 +189,15 @@ export interface OpTable<S = unknown> {
    * both are positive at the same places), so the mask costs no compare, cast and multiply passes.
    */
   reluBackward: [{ y: TensorView<S>; dy: TensorView<S> }, Record<string, never>];
+  /** Local response normalisation across channels of x [N, C, ...] (see `LocalResponseNormAttrs`). */
+  localResponseNorm: [{ x: TensorView<S> }, LocalResponseNormAttrs];
+  /** x, dy -> dx of `localResponseNorm` (its scales recomputed from x). */
+  localResponseNormBackward: [{ x: TensorView<S>; dy: TensorView<S> }, LocalResponseNormAttrs];
+  /**
+   * x times a random mask scaled by 1/(1-p) (see `DropoutAttrs`). The mask is a function of (seed,
+   * counter, position), so the gradient is the same op on dy, and every backend draws the same mask.
+   */
+  dropout: [{ x: TensorView<S> }, DropoutAttrs];
   /** y = x * scale[c] + shift[c] over axis 1 (inference batch-norm, folded). */
   channelAffine: [{ x: TensorView<S>; scale: TensorView<S>; shift: TensorView<S> }, Record<string, never>];
   /**
@@ -231,6 +272,13 @@ const expectShape = (op: string, x: TensorSpec, shape: Shape, name: string) => {
   if (!eqShape(x.shape, shape)) fail(op, `${name} must have shape ${fmt(shape)}, got ${fmt(x.shape)}`);
 };
 const f32 = (shape: Shape): TensorSpec => ({ shape, dtype: 'f32' });
+/** The scale k + alpha/size·Σ x² must stay positive for its power to be real: k > 0 and alpha >= 0. */
+const checkLrn = (op: string, x: TensorSpec, { size, alpha, beta, k }: LocalResponseNormAttrs) => {
+  needF32(op, x, 'x');
+  if (x.shape.length < 3) fail(op, `x must be [N, C, ...] of rank 3 or more, got shape ${fmt(x.shape)}`);
+  if (!Number.isInteger(size) || size < 1) fail(op, `size must be an integer >= 1, got ${size}`);
+  if (!(k > 0) || !(alpha >= 0) || !Number.isFinite(beta)) fail(op, `needs k > 0, alpha >= 0 and a finite beta, got k=${k}, alpha=${alpha}, beta=${beta}`);
+};
 
 /** The declarations of every op: the one place output shapes and input rules are written. */
 export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
@@ -395,6 +443,26 @@ export const OPS: { readonly [K in OpName]: OpDecl<K> } = {
       if (x.shape.length < 2) fail('channelAffine', `x must be [N, C, ...], got ${fmt(x.shape)}`);
       expectShape('channelAffine', scale, [x.shape[1]], 'scale');
       expectShape('channelAffine', shift, [x.shape[1]], 'shift');
+      return [f32(x.shape)];
+    },
+  },
+  localResponseNorm: {
+    outputs: ({ x }, a) => {
+      checkLrn('localResponseNorm', x, a);
+      return [f32(x.shape)];
+    },
+  },
+  localResponseNormBackward: {
+    outputs: ({ x, dy }, a) => {
+      checkLrn('localResponseNormBackward', x, a);
+      expectShape('localResponseNormBackward', dy, x.shape, 'dy');
+      return [f32(x.shape)];
+    },
+  },
+  dropout: {
+    outputs: ({ x }, { p }) => {
+      needF32('dropout', x, 'x');
+      if (!(p >= 0 && p < 1)) fail('dropout', `p must be in [0, 1), got ${p}`);
       return [f32(x.shape)];
     },
   },

@@ -3,6 +3,7 @@
  * torchvision, with the paper's training recipes and evaluation.
  */
 export * from './models.js';
+export * from './baselines.js';
 export * from './flops.js';
 export * from './recipes.js';
 export * from './trainer.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createMetaBackend, setBackend } from '@residual/core';
-import { MODELS, profile, resnet18, resnet50, resnet20, type ModelName } from './index.js';
+import { createMetaBackend, Linear, setBackend } from '@residual/core';
+import { createModel, MODELS, profile, resnet18, resnet50, resnet20, type ModelName } from './index.js';
 
 const keysOf = (name: ModelName, opts = {}) => {
   setBackend(createMetaBackend());
@@ -47,6 +47,47 @@ describe('multiply-adds (Table 1)', () => {
   });
 });
 
+describe('the baselines: AlexNet and VGG-16', () => {
+  it.each([
+    ['alexnet', 61_100_840], ['alexnet_original', 62_378_344], ['vgg16', 138_357_544], ['vgg16_bn', 138_365_992],
+  ] as const)("%s has torchvision's (or, for the paper's AlexNet, its layers') %i parameters", (name, count) => {
+    expect(profile(() => MODELS[name](), [1, 3, 224, 224]).parameters).toBe(count);
+  });
+
+  it("VGG-16's convolutions need 15.3 x 10^9 multiply-adds (section 4.1 and Table 3's comparison), its classifier 0.12 more", () => {
+    const { multiplyAdds } = profile(() => MODELS.vgg16(), [1, 3, 224, 224]);
+    setBackend(createMetaBackend());
+    const classifier = MODELS.vgg16().classifier.layers.filter((m): m is Linear => m instanceof Linear).reduce((n, l) => n + l.weight.size, 0);
+    expect(classifier).toBe(25088 * 4096 + 4096 * 4096 + 4096 * 1000);
+    // The paper's 15.3 is the convolutions, 15.35 x 10^9 (its VGG-19 figure, 19.6, includes the classifier: 19.51 + 0.12).
+    expect(((multiplyAdds - classifier) / 1e9).toFixed(1)).toBe('15.3');
+    expect(multiplyAdds).toBe(15_470_264_320);
+    expect(profile(() => MODELS.vgg16_bn(), [1, 3, 224, 224]).multiplyAdds).toBe(multiplyAdds);
+    // "Our 34-layer baseline has 3.6 billion FLOPs ... only 18% of VGG-19"; against VGG-16, 24%.
+    expect(profile(() => MODELS.resnet34({ bottleneckStride: 'v1' }), [1, 3, 224, 224]).multiplyAdds / multiplyAdds).toBeCloseTo(0.237, 3);
+  });
+
+  it("AlexNet needs 0.71 x 10^9 multiply-adds (torchvision's) and 1.14 x 10^9 (the paper's widths, one tower)", () => {
+    expect(profile(() => MODELS.alexnet(), [1, 3, 224, 224]).multiplyAdds).toBe(714_188_480);
+    expect(profile(() => MODELS.alexnet_original(), [1, 3, 224, 224]).multiplyAdds / 1e9).toBeCloseTo(1.135, 3);
+  });
+
+  it('say which inputs are too small for their pools', () => {
+    expect(profile(() => MODELS.alexnet(), [1, 3, 63, 63]).multiplyAdds).toBeGreaterThan(0);
+    expect(() => profile(() => MODELS.alexnet_original(), [1, 3, 62, 63])).toThrow('AlexNet: input must be at least 63x63 pixels, got 62x63');
+    expect(profile(() => MODELS.vgg16(), [1, 3, 32, 32]).multiplyAdds).toBeGreaterThan(0);
+    expect(() => profile(() => MODELS.vgg16_bn(), [1, 3, 32, 31])).toThrow('VGG: input must be at least 32x32 pixels (five 2x2 pools), got 32x31');
+  });
+
+  it('builds through createModel, rejecting the options of the other family', () => {
+    setBackend(createMetaBackend());
+    expect(createModel('vgg16', { numClasses: 10 }).numClasses).toBe(10);
+    expect(createModel('alexnet').numClasses).toBe(1000);
+    expect(() => createModel('alexnet', { shortcut: 'B' })).toThrow("createModel('alexnet'): it takes no option 'shortcut'");
+    expect(() => createModel('resnet18', { dropout: 0.2 })).toThrow("createModel('resnet18'): it takes no option 'dropout'");
+  });
+});
+
 describe("torchvision's names", () => {
   it('resnet18 has the 122 keys of torchvision, in its order', () => {
     const keys = keysOf('resnet18');
@@ -67,7 +108,26 @@ describe("torchvision's names", () => {
     expect(keys).toMatchSnapshot();
   });
 
-  it.each(['resnet34', 'resnet101', 'resnet152', 'resnet20', 'resnet56', 'plain20'] as const)('%s key list is pinned', (name) => {
+  it("alexnet, vgg16 and vgg16_bn have torchvision's keys, at its indices of features and classifier", () => {
+    expect(keysOf('alexnet').filter((k) => k.endsWith('.weight'))).toEqual([
+      'features.0.weight', 'features.3.weight', 'features.6.weight', 'features.8.weight', 'features.10.weight',
+      'classifier.1.weight', 'classifier.4.weight', 'classifier.6.weight',
+    ]);
+    expect(keysOf('alexnet_original').filter((k) => k.endsWith('.weight'))).toEqual([
+      'features.0.weight', 'features.4.weight', 'features.8.weight', 'features.10.weight', 'features.12.weight',
+      'classifier.1.weight', 'classifier.4.weight', 'classifier.6.weight',
+    ]);
+    const vgg = keysOf('vgg16');
+    expect(vgg.length).toBe(32);
+    expect(vgg.slice(-6)).toEqual(['classifier.0.weight', 'classifier.0.bias', 'classifier.3.weight', 'classifier.3.bias', 'classifier.6.weight', 'classifier.6.bias']);
+    expect(vgg).toContain('features.28.weight');
+    const bn = keysOf('vgg16_bn');
+    expect(bn.length).toBe(97);
+    expect(bn.slice(0, 7)).toEqual(['features.0.weight', 'features.0.bias', 'features.1.weight', 'features.1.bias', 'features.1.running_mean', 'features.1.running_var', 'features.1.num_batches_tracked']);
+    expect(bn).toContain('features.41.running_var');
+  });
+
+  it.each(['resnet34', 'resnet101', 'resnet152', 'resnet20', 'resnet56', 'plain20', 'alexnet', 'alexnet_original', 'vgg16', 'vgg16_bn'] as const)('%s key list is pinned', (name) => {
     expect(keysOf(name)).toMatchSnapshot();
   });
 

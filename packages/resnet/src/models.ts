@@ -9,6 +9,7 @@ import {
   BatchNorm2d, Conv2d, constant_, convBn, flatten, globalAvgPool2d, kaimingNormal_, Linear, maxPool2d, Module, pad,
   Sequential, type Tensor,
 } from '@residual/core';
+import { alexnet, AlexNet, alexnet_original, vgg16, VGG, vgg16_bn, type BaselineOptions } from './baselines.js';
 
 /**
  * How a block's shortcut handles a change of shape (the paper's section 3.3):
@@ -225,6 +226,11 @@ export class ResNet extends Module {
     initialise(this, o.init, o.zeroInitResidual);
   }
 
+  /** Classes of the last layer. */
+  get numClasses(): number {
+    return this.fc.weight.shape[0];
+  }
+
   /** Features before the classifier: [N, 512·expansion, H/32, W/32]. */
   features(x: Tensor): Tensor {
     if (x.rank !== 4 || x.shape[1] !== 3) throw new Error(`ResNet: input must be [N, 3, H, W], got [${x.shape.join(', ')}]`);
@@ -261,6 +267,11 @@ export class CifarResNet extends Module {
     this.layer3 = this.registerModule('layer3', makeLayer(BasicBlock, 32, 64, n, 2, o));
     this.fc = this.registerModule('fc', new Linear(64, o.numClasses));
     initialise(this, o.init, o.zeroInitResidual);
+  }
+
+  /** Classes of the last layer. */
+  get numClasses(): number {
+    return this.fc.weight.shape[0];
   }
 
   /** Depth as the paper counts it: 6n + 2 weighted layers. */
@@ -303,21 +314,38 @@ const cifar = (n: number, residual: boolean) => (o: ResNetOptions = {}) => new C
 /** CIFAR plain-56. */ export const plain56 = cifar(9, false);
 /** CIFAR plain-110. */ export const plain110 = cifar(18, false);
 
+/** The baselines of the paper's comparisons (see baselines.ts), by torchvision's names. */
+export const BASELINES = { alexnet, alexnet_original, vgg16, vgg16_bn } as const;
+
 /** Every builder by name, for the CLI and configs. */
 export const MODELS = {
   resnet18, resnet34, resnet50, resnet101, resnet152, plain18, plain34, plain50, plain101, plain152,
   resnet20, resnet32, resnet44, resnet56, resnet110, resnet1202, plain20, plain32, plain44, plain56, plain110,
+  ...BASELINES,
 } as const;
 
 /** A model name `createModel` accepts. */
 export type ModelName = keyof typeof MODELS;
 
+/** Any network `createModel` builds. */
+export type ImageClassifier = ResNet | CifarResNet | AlexNet | VGG;
+
+/** Options `createModel` passes on: a ResNet's, or a baseline's (`numClasses` is common to all). */
+export type ModelOptions = ResNetOptions | BaselineOptions;
+
 /** Whether a model is one of the CIFAR networks (32x32 inputs). */
 export const isCifarModel = (name: ModelName): boolean => /^(resnet|plain)(20|32|44|56|110|1202)$/.test(name);
 
-/** Builds a model by name; an unknown name lists the known ones. */
-export const createModel = (name: string, options: ResNetOptions = {}): ResNet | CifarResNet => {
-  const build = (MODELS as Record<string, (o?: ResNetOptions) => ResNet | CifarResNet>)[name];
+/** The state-dict key of a model's last weight, whose rows are its classes: `fc.weight`, or `classifier.6.weight` for the baselines. */
+export const classifierKey = (name: ModelName): string => (name in BASELINES ? 'classifier.6.weight' : 'fc.weight');
+
+/** Builds a model by name; an unknown name lists the known ones, and an option the model does not take is an error. */
+export function createModel<N extends ModelName>(name: N, options?: ModelOptions): ReturnType<(typeof MODELS)[N]>;
+export function createModel(name: string, options?: ModelOptions): ImageClassifier;
+export function createModel(name: string, options: ModelOptions = {}): ImageClassifier {
+  const build = (MODELS as Record<string, (o?: ModelOptions) => ImageClassifier>)[name];
   if (!build) throw new Error(`unknown model '${name}'; known: ${Object.keys(MODELS).join(', ')}`);
+  const foreign = name in BASELINES ? Object.keys(options).filter((k) => k !== 'numClasses' && k !== 'dropout') : 'dropout' in options ? ['dropout'] : [];
+  if (foreign.length) throw new Error(`createModel('${name}'): it takes no option ${foreign.map((k) => `'${k}'`).join(', ')}`);
   return build(options);
-};
+}

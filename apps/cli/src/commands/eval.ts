@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { z } from 'zod';
 import { createLoader, IMAGENET_NORM, loadImage, type Decoded, type Source, type SplitName, type Transform } from '@residual/data';
 import {
-  evaluate, evaluateScores, MODELS, MULTI_SCALE_SIZES, multiScaleScores, ResNet, tenCropScores, type CifarResNet, type ModelName,
+  CifarResNet, evaluate, evaluateScores, MODELS, MULTI_SCALE_SIZES, multiScaleScores, ResNet, tenCropScores, type ImageClassifier, type ModelName,
   type ScoredBatch,
 } from '@residual/resnet';
 import { selectBackend } from '../backend.js';
@@ -84,14 +84,16 @@ const describeResult = (x: { top1: number; top5: number; loss: number; images: n
   `top-1 ${(x.top1 * 100).toFixed(2)}%  top-5 ${(x.top5 * 100).toFixed(2)}%  loss ${x.loss.toFixed(4)}  (${x.images} images)`;
 
 /** The 10-crop or multi-scale test, one image at a time; unreadable images are skipped and counted. */
-const evaluateViews = async (model: ResNet | CifarResNet, source: Source, split: SplitName, crops: '10' | 'multiscale', scales: readonly number[]) => {
-  if (!(model instanceof ResNet)) throw new UsageError(`--crops ${crops} needs an ImageNet model (resnet18 ... resnet152, plain18 ... plain152)`);
+const evaluateViews = async (model: ImageClassifier, source: Source, split: SplitName, crops: '10' | 'multiscale', scales: readonly number[]) => {
+  if (model instanceof CifarResNet) throw new UsageError(`--crops ${crops} needs an ImageNet model (resnet18 ... resnet152, plain18 ... plain152, alexnet, vgg16 ...)`);
+  // The multi-scale test runs the network fully convolutionally, which only the ResNets' global pool and fc allow here.
+  if (crops === 'multiscale' && !(model instanceof ResNet)) throw new UsageError('--crops multiscale needs a ResNet (resnet18 ... resnet152, plain18 ... plain152)');
   const samples = await source.split(split);
   if (samples.kind !== 'files') throw new UsageError(`--crops ${crops} needs image files; ${source.spec} ${split} holds raw pixels`);
   const { files, labels } = samples;
   const resized = (size: number): Transform => ({ steps: [{ op: 'resize', size }], ...IMAGENET_NORM });
   const sizes = crops === '10' ? [256] : scales;
-  const score = (images: Decoded[]) => (crops === '10' ? tenCropScores(model, images[0]) : multiScaleScores(model, images));
+  const score = (images: Decoded[]) => (model instanceof ResNet && crops === 'multiscale' ? multiScaleScores(model, images) : tenCropScores(model, images[0]));
   let skipped = 0;
   const started = Date.now();
   async function* scored(): AsyncGenerator<ScoredBatch> {

@@ -2,7 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { exportOnnx, isCifarModel, MODELS, ONNX_OPSETS, type ModelName } from '@residual/resnet';
+import { BASELINES, CifarResNet, exportOnnx, isCifarModel, MODELS, ONNX_OPSETS, ResNet, type ModelName } from '@residual/resnet';
 import { selectBackend } from '../backend.js';
 import { positiveInt, resolveOptions, UsageError } from '../options.js';
 import { emit, info } from '../output.js';
@@ -44,7 +44,9 @@ Examples:
       if (o.dynamicBatch && o.batchSize !== undefined) throw new UsageError('--batch-size and --dynamic-batch exclude each other');
       // Export only reads the weights; no kernel runs, so any backend serves and the CPU starts fastest.
       await selectBackend('cpu');
+      if (o.model in BASELINES) throw new UsageError(`export writes the ResNets as ONNX; ${o.model} is not one of them`);
       const { model } = await loadModel(o.model, o.weights);
+      if (!(model instanceof ResNet || model instanceof CifarResNet)) throw new Error(`internal: ${o.model} built a ${model.constructor.name}`);
       const size = o.imageSize ?? (isCifarModel(o.model) ? 32 : 224);
       const batch = o.dynamicBatch ? 'dynamic' : (o.batchSize ?? 1);
       const bytes = await exportOnnx(model, { opset: o.opset, foldBatchNorm: o.foldBn, batch, imageSize: size });

@@ -90,7 +90,7 @@ Examples:
         indices.dispose();
         results.push({
           file,
-          top: Array.from(idx, (index, i) => ({ index, ...classInfo(index, classes, model.fc.weight.shape[0]), probability: p[i] })),
+          top: Array.from(idx, (index, i) => ({ index, ...classInfo(index, classes, model.numClasses), probability: p[i] })),
         });
       }
       emit(o.json, results, (rs) =>

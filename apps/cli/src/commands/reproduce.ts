@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { createLoader } from '@residual/data';
-import { evaluate } from '@residual/resnet';
+import { evaluate, type ModelName } from '@residual/resnet';
 import { evalTransform, openData } from '../data.js';
 import { backendOption, nonNegativeInt, positiveInt, resolveOptions, UsageError } from '../options.js';
 import { loadModel } from '../weights.js';
@@ -161,7 +161,8 @@ const splitError = async (model: string, weights: string, data: string): Promise
     info(`${data} has no test split: no test error for ${model}`);
     return null;
   }
-  const { model: net } = await loadModel(model, weights);
+  // `model` passed the schema as one of Table 6's CIFAR ResNets.
+  const { model: net } = await loadModel(model as ModelName, weights);
   const loader = await createLoader({ source, split: 'test', batchSize: 200, transform: evalTransform(data) });
   try {
     return 1 - (await evaluate(net, loader)).top1;

@@ -15,7 +15,8 @@ import { groupsFor, type Program } from '../header.js';
 
 const WG = 256;
 
-const PHILOX = `fn mulhi(a: u32, b: u32) -> u32 {
+/** WGSL `philox(counter, key) -> vec4<u32>`, core's `philox4x32`; shared with the dropout program. */
+export const PHILOX = `fn mulhi(a: u32, b: u32) -> u32 {
   let al = a & 0xffffu;
   let ah = a >> 16u;
   let bl = b & 0xffffu;
@@ -37,9 +38,10 @@ fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     k += vec2<u32>(0x9e3779b9u, 0xbb67ae85u);
   }
   return c;
-}
+}`;
 
-const TWO_NEG_32 = 2.3283064365386963e-10;
+/** WGSL turning Philox words into uniform and normal draws (see the module comment). */
+const DRAWS = `const TWO_NEG_32 = 2.3283064365386963e-10;
 
 // (w + 0.5) / 2^32, the reference's open-interval uniform.
 fn unit(w: u32) -> f32 { return fma(f32(w), TWO_NEG_32, 0.5 * TWO_NEG_32); }
@@ -108,6 +110,8 @@ export const randomProgram = (size: number, a: RandomAttrs): Program => {
       { name: 'base', type: 'f32', value: crossing > 0 && crossing < 1 ? 0 : a.a + width * crossing },
     ],
     code: () => `${PHILOX}
+
+${DRAWS}
 
 fn run(group: u32, lid: u32) {
   let blk = group * WG + lid;

@@ -4,12 +4,13 @@
  * large sizes; plus the dtype rules and the errors bad input must raise.
  */
 import {
-  add, argmax, broadcastTo, cast, concat, conv2d, eq, full, matmul, maxPool2d, mean, permute, reshape, slice, softmaxCrossEntropy,
+  adaptiveAvgPool2d, add, argmax, broadcastTo, cast, concat, conv2d, dropout, eq, full, localResponseNorm, matmul, maxPool2d, mean, permute,
+  reshape, slice, softmaxCrossEntropy,
   sum, tensor, topk, transpose, where, zeros,
 } from '../api.js';
 import { runOp, tidy, type Tensor } from '../engine.js';
 import { conv2dGeometry, pool2dGeometry, type Conv2dOptions, type Pool2dOptions } from '../geometry.js';
-import type { DType, OpAttrs, OpName, RandomAttrs, SgdAttrs } from '../ops.js';
+import type { DropoutAttrs, DType, LocalResponseNormAttrs, OpAttrs, OpName, RandomAttrs, SgdAttrs } from '../ops.js';
 import { asI32, expectClose, expectThrows, maxAbs, Rng, runAndRead, shapeName, toTensor, type KitTensor, type Tolerance } from './harness.js';
 import { numel, ref, refReshape, refTensor, type RefInputs, type RefTensor } from './reference.js';
 
@@ -571,6 +572,122 @@ const normLossCases = (): ConformanceCase[] => [
   sceBackwardCase('large ', 64, 1000, 0),
 ];
 
+// --- local response normalisation, dropout, adaptive pooling ------------------------------------
+
+/** AlexNet's normalisation (its paper, section 3.3, in PyTorch's alpha/size convention). */
+const ALEXNET_LRN: LocalResponseNormAttrs = { size: 5, alpha: 1e-4, beta: 0.75, k: 2 };
+const lrnName = (a: LocalResponseNormAttrs) => `size ${a.size} alpha ${a.alpha} beta ${a.beta} k ${a.k}`;
+
+/**
+ * y = x·s^-beta is a product, so its error is relative: the sum of `size` squares in s, and a power
+ * (f32 pow loses a few ulps, more as |beta·log s| grows).
+ */
+const lrnCase = (label: string, shape: number[], a: LocalResponseNormAttrs, range = 3) =>
+  opCase(`localResponseNorm/${label}${shapeName(shape)} ${lrnName(a)}`, 'localResponseNorm', (g) => ({
+    inputs: { x: g.uniform(shape, -range, range) },
+    attrs: a,
+    tol: { k: Math.max(a.size, 4) },
+  }));
+
+/** dx = dy·s^-beta minus a sum over the windows holding x: terms cancel, so the floor is the largest dx. */
+const lrnBackwardCase = (label: string, shape: number[], a: LocalResponseNormAttrs, range = 3) =>
+  opCase(`localResponseNormBackward/${label}${shapeName(shape)} ${lrnName(a)}`, 'localResponseNormBackward', (g) => ({
+    inputs: { x: g.uniform(shape, -range, range), dy: g.uniform(shape) },
+    attrs: a,
+    tol: (want) => want.map((w) => ({ k: a.size * a.size, scale: maxAbs(w) })),
+  }));
+
+const dropoutCase = (label: string, shape: number[], attrs: DropoutAttrs) =>
+  opCase(`dropout/${label}p ${attrs.p} ${shapeName(shape)} counter ${shapeName(attrs.counter)}`, 'dropout', (g) => ({
+    inputs: { x: g.uniform(shape, -3, 3) },
+    attrs,
+  }));
+
+/** The share of 1e5 elements dropout keeps, against 1 - p within 5 standard errors; the kept ones scaled by exactly 1/(1-p) in f32. */
+const keepRateCase = (p: number): ConformanceCase => {
+  const name = `dropout/keeps 1 - p of 1e5 elements at p ${p}`;
+  return {
+    name,
+    op: 'dropout',
+    run: async () => {
+      const n = 100_000;
+      const [got] = await runAndRead(() => [dropout(full([n], 1), p, { seed: 2012 })]);
+      const scale = Math.fround(1 / (1 - p));
+      let kept = 0;
+      for (let i = 0; i < n; i++) {
+        if (got.data[i] === scale) kept++;
+        else if (got.data[i] !== 0) throw new Error(`${name}: element ${i} is ${got.data[i]}, neither 0 nor ${scale}`);
+      }
+      const se = Math.sqrt((p * (1 - p)) / n);
+      if (Math.abs(kept / n - (1 - p)) > 5 * se) throw new Error(`${name}: kept ${kept / n} of the elements, want ${1 - p} ± ${5 * se}`);
+    },
+  };
+};
+
+/** Adaptive average pooling written from PyTorch's definition: the mean of each output cell's window. */
+const refAdaptive = (x: RefTensor, oh: number, ow: number): RefTensor => {
+  const [n, c, h, w] = x.shape;
+  const y = refTensor([n, c, oh, ow]);
+  const span = (i: number, inSize: number, outSize: number) => [Math.floor((i * inSize) / outSize), Math.ceil(((i + 1) * inSize) / outSize)];
+  let o = 0;
+  for (let p = 0; p < n * c; p++)
+    for (let i = 0; i < oh; i++)
+      for (let j = 0; j < ow; j++, o++) {
+        const [h0, h1] = span(i, h, oh);
+        const [w0, w1] = span(j, w, ow);
+        let sum = 0;
+        for (let r = h0; r < h1; r++) for (let q = w0; q < w1; q++) sum += x.data[(p * h + r) * w + q];
+        y.data[o] = sum / ((h1 - h0) * (w1 - w0));
+      }
+  return y;
+};
+
+/** Each size takes another of adaptiveAvgPool2d's paths: the input itself, a global mean, one avgPool2d, or two matmuls. */
+const ADAPTIVE: [string, OpName, number[], [number, number]][] = [
+  ['same size ', 'copy', [2, 3, 5, 4], [5, 4]],
+  ['to 1x1 ', 'reduce', [2, 3, 5, 4], [1, 1]],
+  ['dividing ', 'avgPool2d', [2, 3, 8, 6], [4, 3]],
+  ['overlapping windows ', 'matmul', [2, 3, 7, 9], [3, 4]],
+  ['larger than the input ', 'matmul', [1, 4, 2, 3], [6, 6]],
+  ["VGG's 7x7 from 2x2 ", 'matmul', [1, 8, 2, 2], [7, 7]],
+  ["AlexNet's 6x6 from 13x13 ", 'matmul', [2, 4, 13, 13], [6, 6]],
+];
+
+const lrnDropoutCases = (): ConformanceCase[] => [
+  lrnCase("AlexNet's ", [2, 8, 5, 6], ALEXNET_LRN, 30),
+  lrnCase('', [2, 6, 4, 4], { size: 3, alpha: 1, beta: 0.75, k: 1 }),
+  lrnCase('even size ', [1, 7, 3, 5], { size: 4, alpha: 2, beta: 1.5, k: 0.5 }),
+  lrnCase('window wider than the channels ', [2, 3, 2, 2], { size: 9, alpha: 3, beta: 0.75, k: 1 }),
+  lrnCase('size 1 ', [2, 4, 3, 3], { size: 1, alpha: 1, beta: 0.5, k: 2 }),
+  lrnCase('rank 3 ', [3, 6, 7], { size: 5, alpha: 1, beta: 0.75, k: 2 }),
+  lrnCase('rank 5 ', [2, 5, 2, 3, 2], { size: 3, alpha: 1, beta: 1, k: 1 }),
+  lrnCase('1 channel ', [2, 1, 3, 3], { size: 5, alpha: 1, beta: 0.75, k: 1 }),
+  lrnCase('empty ', [0, 4, 3, 3], ALEXNET_LRN),
+  lrnCase("large, AlexNet's first layer ", [2, 96, 55, 55], ALEXNET_LRN, 30),
+  lrnBackwardCase("AlexNet's ", [2, 8, 5, 6], ALEXNET_LRN, 30),
+  lrnBackwardCase('', [2, 6, 4, 4], { size: 3, alpha: 1, beta: 0.75, k: 1 }),
+  lrnBackwardCase('even size ', [1, 7, 3, 5], { size: 4, alpha: 2, beta: 1.5, k: 0.5 }),
+  lrnBackwardCase('window wider than the channels ', [2, 3, 2, 2], { size: 9, alpha: 3, beta: 0.75, k: 1 }),
+  lrnBackwardCase('rank 3 ', [3, 6, 7], { size: 5, alpha: 1, beta: 0.75, k: 2 }),
+  lrnBackwardCase("large, AlexNet's second layer ", [2, 256, 27, 27], ALEXNET_LRN, 30),
+  dropoutCase('', [7, 5], { p: 0.5, seed: [1, 2], counter: [0, 0] }),
+  dropoutCase('', [4, 3, 5, 5], { p: 0.1, seed: [0xdeadbeef, 7], counter: [5, 0] }),
+  dropoutCase('', [33], { p: 0.9, seed: [3, 0], counter: [11, 0] }),
+  dropoutCase('keeps all at ', [6, 2], { p: 0, seed: [3, 0], counter: [0, 0] }),
+  dropoutCase('carry into the high counter word ', [13], { p: 0.5, seed: [1, 2], counter: [0xfffffffe, 3] }),
+  dropoutCase('rank 0 ', [], { p: 0.5, seed: [1, 2], counter: [0, 0] }),
+  dropoutCase('empty ', [0, 4], { p: 0.5, seed: [1, 2], counter: [0, 0] }),
+  dropoutCase('large ', [LARGE + 3], { p: 0.3, seed: [9, 9], counter: [77, 1] }),
+  keepRateCase(0.5),
+  keepRateCase(0.2),
+  ...ADAPTIVE.map(([label, op, shape, [oh, ow]]) =>
+    flowCase(`adaptiveAvgPool2d/${label}x${shapeName(shape)} to ${oh}x${ow}`, op, (g) => {
+      const x = g.uniform(shape);
+      return { run: () => adaptiveAvgPool2d(toTensor(x), [oh, ow]), want: refAdaptive(x, oh, ow), tol: { k: shape[2] * shape[3], scale: 1 } };
+    }),
+  ),
+];
+
 // --- layout ------------------------------------------------------------------------------------
 
 const permuteCase = (shape: number[], perm: number[], dtype: DType = 'f32') =>
@@ -853,6 +970,13 @@ const errorCases = (): ConformanceCase[] => [
   errorCase('error/channelAffine scale of the wrong size', 'channelAffine', () => runOp('channelAffine', { x: zeros([2, 3, 2]), scale: zeros([2]), shift: zeros([3]) }, {}), 'channelAffine', 'scale'),
   errorCase('error/maxPool2d padding over half the kernel', 'maxPool2d', () => maxPool2d(zeros([1, 1, 5, 5]), { kernelSize: 2, padding: 2 }), 'maxPool2d', 'padding'),
   errorCase('error/sgdUpdate grad of another shape', 'sgdUpdate', () => runOp('sgdUpdate', { param: zeros([3]), grad: zeros([4]), momentum: zeros([3]) }, { lr: 1, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, firstStep: true }), 'sgdUpdate', 'grad', '[4]'),
+  errorCase('error/localResponseNorm of a rank-2 input', 'localResponseNorm', () => localResponseNorm(zeros([2, 3]), 5), 'localResponseNorm', 'rank 3', '[2, 3]'),
+  errorCase('error/localResponseNorm size 0', 'localResponseNorm', () => localResponseNorm(zeros([1, 3, 2, 2]), 0), 'localResponseNorm', 'size'),
+  errorCase('error/localResponseNorm with k 0', 'localResponseNorm', () => localResponseNorm(zeros([1, 3, 2, 2]), 3, { k: 0 }), 'localResponseNorm', 'k > 0'),
+  errorCase('error/dropout op with p 1', 'dropout', () => runOp('dropout', { x: zeros([3]) }, { p: 1, seed: [0, 0], counter: [0, 0] }), 'dropout', 'p', '[0, 1)'),
+  errorCase('error/dropout of i32', 'dropout', () => dropout(tensor(Int32Array.of(1, 2)), 0.5), 'dropout', 'f32', 'i32'),
+  errorCase('error/dropout p outside [0, 1]', 'dropout', () => dropout(zeros([3]), 1.5), 'dropout', 'p', '1.5'),
+  errorCase('error/adaptiveAvgPool2d of an empty plane', 'avgPool2d', () => adaptiveAvgPool2d(zeros([1, 2, 0, 3]), 2), 'adaptiveAvgPool2d', '[1, 2, 0, 3]'),
   errorCase('error/reshape to a different size', 'copy', () => reshape(zeros([2, 3]), [4]), 'reshape', '[2, 3]', '[4]'),
 ];
 
@@ -869,6 +993,7 @@ export const forwardCases = (): ConformanceCase[] => [
   ...convCases(),
   ...poolCases(),
   ...normLossCases(),
+  ...lrnDropoutCases(),
   ...layoutCases(),
   ...sgdCases(),
   ...randomCases(),

@@ -4,7 +4,7 @@
  * the numeric one from central differences of the float64 reference, exact up to O(h²).
  */
 import {
-  add, avgPool2d, batchNormTrain, channelAffine, concat, conv2d, crossEntropy, flatten, globalAvgPool2d, logSoftmax, matmul, max,
+  adaptiveAvgPool2d, add, avgPool2d, batchNormTrain, channelAffine, concat, conv2d, crossEntropy, flatten, globalAvgPool2d, logSoftmax, matmul, max,
   maxPool2d, mean, min, mul, pad, permute, relu, reshape, slice, softmax, softmaxCrossEntropy, sum, broadcastTo,
 } from '../api.js';
 import { runOp, tidy, type Tensor } from '../engine.js';
@@ -260,6 +260,19 @@ const normLossGrads = (): ConformanceCase[] => [
   ),
 ];
 
+/** Local response normalisation (strong and AlexNet's weak one, odd and even windows) and dropout. */
+const lrnDropoutGrads = (): ConformanceCase[] => [
+  ...([
+    ['', [2, 7, 3, 3], { size: 5, alpha: 1, beta: 0.75, k: 2 }, 2],
+    ['even size ', [1, 6, 2, 3], { size: 4, alpha: 2, beta: 1.5, k: 1 }, 2],
+    ["AlexNet's ", [2, 8, 2, 2], { size: 5, alpha: 1e-4, beta: 0.75, k: 2 }, 30],
+    ['rank 3 ', [2, 5, 4], { size: 3, alpha: 1, beta: 0.5, k: 1 }, 2],
+  ] as const).map(([label, shape, attrs, range]) =>
+    opGrad(`grad/localResponseNorm ${label}${shapeName([...shape])} size ${attrs.size}`, 'localResponseNorm', 'x', (g) => ({ x: g.uniform([...shape], -range, range) }), attrs, attrs.size * attrs.size),
+  ),
+  opGrad('grad/dropout p 0.3 [4,5,6]', 'dropout', 'x', (g) => ({ x: g.uniform([4, 5, 6]) }), { p: 0.3, seed: [5, 6], counter: [9, 0] }),
+];
+
 // --- layout ------------------------------------------------------------------------------------
 
 const layoutGrads = (): ConformanceCase[] => [
@@ -289,6 +302,25 @@ const refSoftmax = (x: RefTensor, axis: number, log: boolean): RefTensor => {
 };
 const refReduce = (x: RefTensor, fn: OpAttrs<'reduce'>['fn'], axes: number[]) =>
   refReshape(refOne('reduce', { x }, { fn, axes }), x.shape.filter((_, i) => !axes.includes(i)));
+
+/**
+ * Adaptive average pooling by the reference's own ops: for each output cell, a slice of its window
+ * averaged (the forward kit checks the same definition written as loops).
+ */
+const refAdaptiveByOps = (x: RefTensor, oh: number, ow: number): RefTensor => {
+  const [n, c, h, w] = x.shape;
+  const span = (i: number, inSize: number, outSize: number) => [Math.floor((i * inSize) / outSize), Math.ceil(((i + 1) * inSize) / outSize)];
+  const cells: RefTensor[] = [];
+  for (let i = 0; i < oh; i++)
+    for (let j = 0; j < ow; j++) {
+      const [h0, h1] = span(i, h, oh);
+      const [w0, w1] = span(j, w, ow);
+      const window = refOne('slice', { x }, { begin: [0, 0, h0, w0], size: [n, c, h1 - h0, w1 - w0] });
+      cells.push(refOne('reduce', { x: window }, { fn: 'mean', axes: [2, 3] }));
+    }
+  // Cells [n, c, 1, 1] side by side in row-major order of (i, j).
+  return refReshape(refOne('concat', { xs: cells }, { axis: 3 }), [n, c, oh, ow]);
+};
 
 const compositeGrads = (): ConformanceCase[] => [
   ...[0, 1].map((axis) =>
@@ -366,6 +398,19 @@ const compositeGrads = (): ConformanceCase[] => [
       k: 50,
     })),
   ),
+  ...([
+    ['avgPool2d', [2, 3, 8, 6], [4, 3]],
+    ['matmul', [1, 2, 7, 5], [3, 2]],
+    ['matmul', [1, 2, 2, 3], [5, 4]],
+  ] as const).map(([op, shape, [oh, ow]]) =>
+    gradCase(`grad/adaptiveAvgPool2d x${shapeName([...shape])} to ${oh}x${ow}`, op, (g) => ({
+      inputs: { x: g.uniform([...shape]) },
+      wrt: 'x',
+      f: ({ x }) => adaptiveAvgPool2d(x, [oh, ow]),
+      fref: ({ x }) => refAdaptiveByOps(x, oh, ow),
+      k: 4,
+    })),
+  ),
   gradCase('grad/softmaxCrossEntropy times a number', 'softmaxCrossEntropy', (g) => ({
     inputs: { logits: g.uniform([5, 3], -2, 2), labels: asI32(r([5], [0, 2, 1, 1, 0])) },
     wrt: 'logits',
@@ -381,6 +426,7 @@ export const gradientCases = (): ConformanceCase[] => [
   ...reduceMatmulGrads(),
   ...convPoolGrads(),
   ...normLossGrads(),
+  ...lrnDropoutGrads(),
   ...layoutGrads(),
   ...compositeGrads(),
 ];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { conv2dGeometry, pool2dGeometry } from '../geometry.js';
-import { philox4x32 } from '../philox.js';
+import { philox4x32, philoxFill } from '../philox.js';
 import { numericGrad, ref, refTensor, type RefTensor } from './reference.js';
 
 const close = (t: RefTensor, want: number[], shape?: number[], digits = 9) => {
@@ -60,6 +60,26 @@ describe('reference against hand-computed values', () => {
     close(mean, [2.5]);
     close(invstd, [s]);
     close(y, [1 - 3 * s, 1 - s, 1 + s, 1 + 3 * s]);
+  });
+
+  it('localResponseNorm: a window of size/2 channels before and (size-1)/2 after, zeros past the edges', () => {
+    const t = refTensor([1, 3, 1, 1], [1, 2, 3]);
+    // alpha/size = 1, beta = 1, k = 1: y_c = x_c / (1 + Σ x² over the window).
+    close(ref.localResponseNorm({ x: t }, { size: 3, alpha: 3, beta: 1, k: 1 })[0], [1 / 6, 2 / 15, 3 / 14], [1, 3, 1, 1]);
+    // An even size looks one channel further back than ahead (PyTorch pads size/2 before, (size-1)/2 after).
+    close(ref.localResponseNorm({ x: t }, { size: 2, alpha: 2, beta: 1, k: 1 })[0], [1 / 2, 2 / 6, 3 / 14]);
+    close(ref.localResponseNorm({ x: t }, { size: 1, alpha: 1, beta: 0.5, k: 2 })[0], [1 / Math.sqrt(3), 2 / Math.sqrt(6), 3 / Math.sqrt(11)]);
+  });
+
+  it('dropout keeps exactly where the uniform draw of the same key and counter is at least p (p·2^32 whole)', () => {
+    const n = 4001;
+    const ones = refTensor([n], new Float64Array(n).fill(1));
+    for (const p of [0.25, 0.5]) {
+      const attrs = { p, seed: [7, 9], counter: [0xfffffff0, 2] } as const;
+      const u = philoxFill(new Float32Array(n), 'uniform', attrs.seed, attrs.counter, 0, 1);
+      close(ref.dropout({ x: ones }, attrs)[0], Array.from(u, (v) => (v >= p ? 1 / (1 - p) : 0)), [n], 12);
+    }
+    close(ref.dropout({ x: refTensor([3], [1, -2, 3]) }, { p: 0, seed: [1, 1], counter: [0, 0] })[0], [1, -2, 3]);
   });
 
   it('softmaxCrossEntropy: plain, smoothed, huge logits, bad label', () => {
@@ -138,6 +158,15 @@ describe('reference backward ops agree with finite differences of the forward op
     const dy = rnd([1, 2, g.outH, g.outW]);
     close(ref.maxPool2dBackward({ dy, x }, g)[0], [...numericGrad((t) => ref.maxPool2d({ x: t }, g)[0], x, dy.data).data], undefined, 6);
     close(ref.avgPool2dBackward({ dy }, g)[0], [...numericGrad((t) => ref.avgPool2d({ x: t }, g)[0], x, dy.data).data], undefined, 6);
+  });
+
+  it('localResponseNormBackward, odd and even window sizes', () => {
+    const x = rnd([2, 5, 2, 3]);
+    const dy = rnd([2, 5, 2, 3]);
+    for (const a of [{ size: 3, alpha: 0.7, beta: 0.75, k: 2 }, { size: 4, alpha: 2, beta: 1.5, k: 1 }]) {
+      const want = numericGrad((t) => ref.localResponseNorm({ x: t }, a)[0], x, dy.data);
+      close(ref.localResponseNormBackward({ x, dy }, a)[0], [...want.data], undefined, 6);
+    }
   });
 
   it('batchNormBackward and softmaxCrossEntropyBackward', () => {

@@ -3,8 +3,8 @@
  * and index arithmetic. It shares no code with any backend: its only job is to be obviously right.
  * i32 tensors are carried as Float64Array holding integers.
  */
-import type { OpAttrs, OpInputs, OpName } from '../ops.js';
-import { philoxFill } from '../philox.js';
+import { dropoutThreshold, type LocalResponseNormAttrs, type OpAttrs, type OpInputs, type OpName } from '../ops.js';
+import { addCounter, philox4x32, philoxFill } from '../philox.js';
 
 /** A float64 tensor of the reference. */
 export interface RefTensor {
@@ -244,6 +244,33 @@ const logSoftmaxRows = (logits: RefTensor): Float64Array => {
   return out;
 };
 
+/** Visits every element of x [N, C, ...] with its flat index i and the flat index of channel q at its place. */
+const forEachChannelPlace = (x: RefTensor, visit: (i: number, c: number, at: (q: number) => number) => void): void => {
+  const [n, channels] = x.shape;
+  const inner = numel(x.shape.slice(2));
+  for (let b = 0; b < n; b++)
+    for (let c = 0; c < channels; c++)
+      for (let j = 0; j < inner; j++) visit((b * channels + c) * inner + j, c, (q) => (b * channels + q) * inner + j);
+};
+
+/** The channels whose squares scale channel c in local response normalisation, clipped to [0, C). */
+const lrnWindow = (size: number, c: number, channels: number): number[] => {
+  const out: number[] = [];
+  for (let q = c - Math.floor(size / 2); q <= c + Math.floor((size - 1) / 2); q++) if (q >= 0 && q < channels) out.push(q);
+  return out;
+};
+
+/** s = k + alpha/size · Σ x² over each element's channel window: the divisor of LRN before its power. */
+const lrnScale = (x: RefTensor, { size, alpha, k }: LocalResponseNormAttrs): Float64Array => {
+  const s = new Float64Array(x.data.length);
+  forEachChannelPlace(x, (i, c, at) => {
+    let sum = 0;
+    for (const q of lrnWindow(size, c, x.shape[1])) sum += x.data[at(q)] ** 2;
+    s[i] = k + (alpha / size) * sum;
+  });
+  return s;
+};
+
 const validLabel = (label: number, classes: number) => Number.isInteger(label) && label >= 0 && label < classes;
 
 /** The float64 reference of every op, keyed like the op table. */
@@ -405,6 +432,32 @@ export const ref: { readonly [K in OpName]: RefOp<K> } = {
     return [dx, dgamma, dbeta, ...(residual ? [refTensor(dy.shape, dy.data)] : [])];
   },
   reluBackward: ({ y, dy }) => [zipWith([y, dy], (v, d) => (v > 0 ? d : 0))],
+  localResponseNorm: ({ x }, a) => {
+    const s = lrnScale(x, a);
+    return [refTensor(x.shape, x.data.map((v, i) => v / s[i] ** a.beta))];
+  },
+  localResponseNormBackward: ({ x, dy }, a) => {
+    // y_c = x_c·s_c^-beta with s_c = k + alpha/size·Σ_q x_q² over c's window: dy_c reaches x_c through the
+    // power, and every x_q of the window through s_c (d s_c / d x_q = 2·alpha/size·x_q).
+    const s = lrnScale(x, a);
+    const dx = refTensor(x.shape);
+    forEachChannelPlace(x, (i, c, at) => {
+      dx.data[i] += dy.data[i] * s[i] ** -a.beta;
+      const through = dy.data[i] * x.data[i] * -a.beta * s[i] ** (-a.beta - 1) * ((2 * a.alpha) / a.size);
+      for (const q of lrnWindow(a.size, c, x.shape[1])) dx.data[at(q)] += through * x.data[at(q)];
+    });
+    return [dx];
+  },
+  dropout: ({ x }, { p, seed, counter }) => {
+    const threshold = dropoutThreshold(p);
+    const block = new Uint32Array(4);
+    const y = refTensor(x.shape);
+    for (let i = 0; i < x.data.length; i++) {
+      if (i % 4 === 0) philox4x32(...addCounter(counter, i / 4), 0, 0, seed[0], seed[1], block);
+      y.data[i] = x.data[i] * (block[i % 4] >= threshold ? 1 / (1 - p) : 0);
+    }
+    return [y];
+  },
   channelAffine: ({ x, scale, shift }) => [
     refTensor(x.shape, x.data.map((v, i) => v * scale.data[channelOf(x, i)] + shift.data[channelOf(x, i)])),
   ],
