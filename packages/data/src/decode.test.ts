@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, loadImage, type DecodeOptions, type Decoded } from './decode.js';
+import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, jpegHeader, loadImage, type DecodeOptions, type Decoded } from './decode.js';
 import { keyedRandom } from './random.js';
 import { centerCropEval, plan, type Transform } from './transforms.js';
 
@@ -32,6 +32,32 @@ async function file(name: string, bytes: Uint8Array): Promise<string> {
 
 const rgb = (d: Decoded, x: number, y: number) => [0, 1, 2].map((c) => d.data[c * d.width * d.height + y * d.width + x]);
 const close = (got: number[], want: number[], tol = 0.06) => got.every((v, c) => Math.abs(v - want[c]) <= tol);
+
+/**
+ * PIL's resampling with its bilinear (triangle) filter, in float64, one axis at a time: each output
+ * pixel is the weighted mean of the source pixels within the filter's support around its centre,
+ * weights normalised over the pixels inside the image. A reference written as a convolution, not as
+ * interpolation between two neighbours, which is how the package computes it.
+ */
+function triangleResize(img: number[][], w: number, h: number): number[][] {
+  const axis = (line: number[], size: number) => {
+    const scale = line.length / size;
+    const support = Math.max(1, scale);
+    return Array.from({ length: size }, (_, i) => {
+      const centre = (i + 0.5) * scale;
+      let [sum, norm] = [0, 0];
+      for (let j = Math.max(0, Math.floor(centre - support)); j < Math.min(line.length, Math.ceil(centre + support)); j++) {
+        const weight = Math.max(0, 1 - Math.abs((j + 0.5 - centre) / support));
+        sum += weight * line[j];
+        norm += weight;
+      }
+      return sum / norm;
+    });
+  };
+  const rows = img.map((row) => axis(row, w));
+  const cols = Array.from({ length: w }, (_, x) => axis(rows.map((r) => r[x]), h));
+  return Array.from({ length: h }, (_, y) => cols.map((col) => col[y]));
+}
 
 describe('decodeFile', () => {
   it('decodes a JPEG to CHW floats of pixel / 255', async () => {
@@ -102,6 +128,26 @@ describe('decodeFile', () => {
   });
 });
 
+describe('jpegHeader', () => {
+  it("reads what sharp's metadata() says: displayed size, orientation, and whether the pixels need converting", async () => {
+    const base = () => sharp(redBlue(), raw(16, 8)).resize(48, 20);
+    const cases = [
+      ...[1, 2, 3, 4, 5, 6, 7, 8].map((orientation) => base().jpeg().withMetadata({ orientation })),
+      base().jpeg({ progressive: true }),
+      base().toColourspace('b-w').jpeg(),
+      base().toColourspace('cmyk').jpeg(),
+    ];
+    for (const image of cases) {
+      const bytes = await image.toBuffer();
+      const meta = await sharp(bytes, { autoOrient: true }).metadata();
+      expect(jpegHeader(bytes)).toEqual({ ...meta.autoOrient, orientation: meta.orientation ?? 1, plain: meta.channels === 3 });
+    }
+    const jpeg = await base().jpeg().toBuffer();
+    expect(jpegHeader(await base().png().toBuffer())).toBeUndefined();
+    expect(jpegHeader(jpeg.subarray(0, 20))).toBeUndefined(); // cut before the frame header: sharp decides
+  });
+});
+
 describe('reading only the window a crop needs', () => {
   it('gives the pixels of resampling the whole image, then cropping', async () => {
     const px = Uint8Array.from({ length: 60 * 45 * 3 }, (_, i) => (i * 31 + (i >> 7) * 7) & 255);
@@ -146,13 +192,13 @@ describe('decodeSample on raw planes', () => {
     for (const d of others) expect(d.data).not.toEqual(a.data);
   });
 
-  it('resamples with sharp when a step resizes, matching sharp on the whole image', async () => {
+  it("enlarges as PIL's bilinear filter does (torchvision's Resize), computing only the crop", async () => {
     const d = await decodeSample(input, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 48 }, { op: 'centerCrop', size: 40 }] } });
-    const interleaved = Uint8Array.from({ length: planes.length }, (_, i) => planes[(i % 3) * 1024 + Math.floor(i / 3)]);
-    const big = await sharp(interleaved, raw(32, 32)).resize(48, 48, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
     expect([d.width, d.height]).toEqual([40, 40]);
-    for (const [x, y] of [[0, 0], [17, 3], [39, 39]]) {
-      expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => big[3 * ((y + 4) * 48 + x + 4) + c] / 255).map((v) => expect.closeTo(v, 6)));
+    const plane = (c: number) => Array.from({ length: 32 }, (_, y) => Array.from(planes.subarray(c * 1024 + 32 * y, c * 1024 + 32 * y + 32)));
+    const want = [0, 1, 2].map((c) => triangleResize(plane(c), 48, 48));
+    for (const [x, y] of [[0, 0], [17, 3], [39, 39], [5, 31]]) {
+      expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => expect.closeTo(want[c][y + 4][x + 4] / 255, 5)));
     }
   });
 });

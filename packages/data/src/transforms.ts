@@ -373,3 +373,99 @@ export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Tr
     }
   }
 }
+
+/**
+ * The size every sample comes out at, when the steps fix it (the last size-setting step is a crop),
+ * so a batch can be allocated before any image is decoded; undefined when it depends on the image.
+ */
+export function outputSize(steps: readonly Step[]): { width: number; height: number; views: number } | undefined {
+  let size: number | undefined;
+  for (const s of steps) {
+    if (s.op === 'resize' || s.op === 'randomResize') size = undefined;
+    else if (s.op !== 'hflip') size = s.size;
+  }
+  return size === undefined ? undefined : { width: size, height: size, views: steps.at(-1)?.op === 'tenCrop' ? 10 : 1 };
+}
+
+/** Where an HWC window of an image lies in it: `src` holds `width` x `height` pixels from (`left`, `top`) of a `fullWidth` x `fullHeight` image. */
+export interface SourceWindow {
+  readonly left: number;
+  readonly top: number;
+  readonly width: number;
+  readonly height: number;
+  readonly fullWidth: number;
+  readonly fullHeight: number;
+}
+
+/** The source pixels [lo, hi) that bilinear enlargement of `full` to `size` reads for outputs [from, to). */
+export function upsampledSpan(full: number, size: number, from: number, to: number): [number, number] {
+  const at = (x: number) => Math.min(full - 1, Math.max(0, Math.floor(((x + 0.5) * full) / size - 0.5)));
+  return [at(from), Math.min(full, at(to - 1) + 2)];
+}
+
+/**
+ * writeWindow for a placement that enlarges the image (sourceWidth >= fullWidth, sourceHeight >=
+ * fullHeight): each output pixel is interpolated from the 2 x 2 source pixels around its centre,
+ * edges clamped, which is what PIL's bilinear filter (torchvision's Resize) computes when enlarging.
+ * Done here rather than by libvips because only the crop is computed, straight into `out`, fused with
+ * the flip and normalisation: libvips would resample whole rows and hand back bytes to convert again.
+ */
+export function writeUpsampled(src: Uint8Array, w: SourceWindow, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
+  const { width: ow, height: oh } = p;
+  const [left, top, right, bottom] = p.clip;
+  const plane = ow * oh;
+  // Per output column and row: the window offset of the first tap and the weight of the second.
+  const taps = (n: number, at: (i: number) => number, full: number, size: number, from: number, stride: number) => {
+    const first = new Int32Array(n);
+    const next = new Int32Array(n);
+    const weight = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const u = Math.min(full - 1, Math.max(0, ((at(i) + 0.5) * full) / size - 0.5));
+      const i0 = Math.floor(u);
+      first[i] = (i0 - from) * stride;
+      next[i] = (Math.min(i0 + 1, full - 1) - i0) * stride;
+      weight[i] = u - i0;
+    }
+    return { first, next, weight };
+  };
+  const cols = taps(ow, (x) => p.left + (p.flip ? ow - 1 - x : x), w.fullWidth, p.sourceWidth, w.left, 3);
+  const rows = taps(oh, (y) => p.top + y, w.fullHeight, p.sourceHeight, w.top, 3 * w.width);
+  const scale: number[] = [];
+  const bias: number[] = [];
+  for (let c = 0; c < 3; c++) {
+    const std = t.std?.[c] ?? 1;
+    scale.push(1 / (255 * std));
+    bias.push((shift[c] - (t.mean?.[c] ?? 0)) / std);
+  }
+  const [s0, s1, s2] = scale;
+  const [b0, b1, b2] = bias;
+  const lo = Math.max(0, p.flip ? p.left + ow - right : left - p.left);
+  const hi = Math.min(ow, p.flip ? p.left + ow - left : right - p.left);
+  for (let y = 0; y < oh; y++) {
+    const row = y * ow;
+    const sy = p.top + y;
+    const inside = sy >= top && sy < bottom && lo < hi;
+    const [a, b] = inside ? [lo, hi] : [ow, ow];
+    for (let c = 0; c < 3; c++) {
+      out.fill(bias[c], c * plane + row, c * plane + row + a);
+      out.fill(bias[c], c * plane + row + b, c * plane + row + ow);
+    }
+    if (!inside) continue;
+    const r0 = rows.first[y];
+    const r1 = r0 + rows.next[y];
+    const fy = rows.weight[y];
+    for (let x = a; x < b; x++) {
+      const fx = cols.weight[x];
+      const i00 = r0 + cols.first[x];
+      const i01 = i00 + cols.next[x];
+      const i10 = r1 + cols.first[x];
+      const i11 = i10 + cols.next[x];
+      for (let c = 0; c < 3; c++) {
+        const up = src[i00 + c] + fx * (src[i01 + c] - src[i00 + c]);
+        const down = src[i10 + c] + fx * (src[i11 + c] - src[i10 + c]);
+        const v = up + fy * (down - up);
+        out[c * plane + row + x] = c === 0 ? v * s0 + b0 : c === 1 ? v * s1 + b1 : v * s2 + b2;
+      }
+    }
+  }
+}
