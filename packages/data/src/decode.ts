@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
 import { keyedRandom } from './random.js';
@@ -230,9 +231,6 @@ export interface DecodedBatch {
   readonly skipped: readonly (string | undefined)[];
 }
 
-// Samples a thread decodes at once: one in libvips (on libuv's pool) while JavaScript writes another's floats.
-const IN_FLIGHT = 2;
-
 /**
  * Decodes a batch into one array, the only copy of its pixels: when the transform fixes the output
  * size, each sample writes its floats straight into its slot. Bad samples are skipped (with their
@@ -242,20 +240,19 @@ export async function decodeBatch(items: readonly BatchItem[], o: DecodeOptions)
   const fixed = outputSize(o.transform.steps);
   const per = fixed ? fixed.views * 3 * fixed.width * fixed.height : 0;
   const slots = fixed && new Float32Array(items.length * per);
-  const results: (Decoded | string)[] = new Array(items.length);
-  let next = 0;
-  const work = async () => {
-    for (let k = next++; k < items.length; k = next++) {
-      const { image, epoch, index } = items[k];
+  // Every sample at once: libvips decodes them on libuv's threads while this thread writes the floats
+  // of those done, so one thread keeps about two cores busy. Files are read synchronously: the thread
+  // has nothing else to do meanwhile, and a read through libuv's pool would queue behind the decodes.
+  const results = await Promise.all(
+    items.map(async ({ image, epoch, index }, k): Promise<Decoded | string> => {
       try {
-        const input: SampleInput = typeof image === 'string' ? { kind: 'encoded', bytes: await readFile(image) } : image;
-        results[k] = await decodeSample(input, epoch, index, o, slots?.subarray(k * per, (k + 1) * per));
+        const input: SampleInput = typeof image === 'string' ? { kind: 'encoded', bytes: readFileSync(image) } : image;
+        return await decodeSample(input, epoch, index, o, slots?.subarray(k * per, (k + 1) * per));
       } catch (e) {
-        results[k] = (e as Error).message;
+        return (e as Error).message;
       }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, items.length) }, work));
+    }),
+  );
   const skipped = results.map((r) => (typeof r === 'string' ? r : undefined));
   const kept = results.flatMap((r, k) => (typeof r === 'string' ? [] : [k]));
   const first = results[kept[0]] as Decoded | undefined;

@@ -61,8 +61,10 @@ export interface LoaderOptions {
   /** Drop the last, short batch of an epoch; default false. */
   readonly dropLast?: boolean;
   /**
-   * Decoding worker_threads for image files and shards, each decoding whole batches; 0 decodes on the
-   * main thread. Default: one per core, the main thread only handing out work. CIFAR's raw pixels never use workers.
+   * Decoding worker_threads for image files and shards, each decoding whole batches while the main
+   * thread only hands out work; 0 decodes on the main thread. Default: one per two cores, as a
+   * worker's JavaScript keeps libvips busy on about two (a second worker on 2 cores only added
+   * start-up). CIFAR's raw pixels never use workers.
    */
   readonly workers?: number;
   /** Batches prepared ahead of the consumer; nothing beyond them is decoded until one is taken. Default max(2, workers), so every worker has a batch. */
@@ -136,7 +138,7 @@ interface Epoch {
 export async function createLoader(o: LoaderOptions): Promise<Loader> {
   const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, shuffleBuffer = 1000 } = o;
   const { rank = 0, worldSize = 1, limitInputPixels = DEFAULT_PIXEL_LIMIT, transform = { steps: [] } } = o;
-  const workers = o.workers ?? availableParallelism();
+  const workers = o.workers ?? Math.ceil(availableParallelism() / 2);
   const prefetch = o.prefetch ?? Math.max(2, workers);
   checkInt('batchSize', batchSize, 1);
   checkInt('seed', seed, 0);

@@ -414,33 +414,43 @@ export function writeUpsampled(src: Uint8Array, w: SourceWindow, p: Placement, t
   const { width: ow, height: oh } = p;
   const [left, top, right, bottom] = p.clip;
   const plane = ow * oh;
-  // Per output column and row: the window offset of the first tap and the weight of the second.
-  const taps = (n: number, at: (i: number) => number, full: number, size: number, from: number, stride: number) => {
-    const first = new Int32Array(n);
-    const next = new Int32Array(n);
-    const weight = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      const u = Math.min(full - 1, Math.max(0, ((at(i) + 0.5) * full) / size - 0.5));
-      const i0 = Math.floor(u);
-      first[i] = (i0 - from) * stride;
-      next[i] = (Math.min(i0 + 1, full - 1) - i0) * stride;
-      weight[i] = u - i0;
-    }
-    return { first, next, weight };
-  };
-  const cols = taps(ow, (x) => p.left + (p.flip ? ow - 1 - x : x), w.fullWidth, p.sourceWidth, w.left, 3);
-  const rows = taps(oh, (y) => p.top + y, w.fullHeight, p.sourceHeight, w.top, 3 * w.width);
-  const scale: number[] = [];
-  const bias: number[] = [];
-  for (let c = 0; c < 3; c++) {
-    const std = t.std?.[c] ?? 1;
-    scale.push(1 / (255 * std));
-    bias.push((shift[c] - (t.mean?.[c] ?? 0)) / std);
-  }
-  const [s0, s1, s2] = scale;
-  const [b0, b1, b2] = bias;
+  const std = [0, 1, 2].map((c) => t.std?.[c] ?? 1);
+  const bias = std.map((s, c) => (shift[c] - (t.mean?.[c] ?? 0)) / s);
   const lo = Math.max(0, p.flip ? p.left + ow - right : left - p.left);
   const hi = Math.min(ow, p.flip ? p.left + ow - left : right - p.left);
+  // Each output column reads source columns i0 and i0 + 1 (clamped) of the window, weighted 1 - f and f.
+  const first = new Int32Array(ow);
+  const next = new Int32Array(ow);
+  const frac = new Float64Array(ow);
+  const tap = (x: number, full: number, size: number) => Math.min(full - 1, Math.max(0, ((x + 0.5) * full) / size - 0.5));
+  for (let x = lo; x < hi; x++) {
+    const u = tap(p.left + (p.flip ? ow - 1 - x : x), w.fullWidth, p.sourceWidth);
+    const i0 = Math.floor(u);
+    first[x] = 3 * (i0 - w.left);
+    next[x] = 3 * (Math.min(i0 + 1, w.fullWidth - 1) - w.left);
+    frac[x] = u - i0;
+  }
+  // Separable: a source row is interpolated along x once, in /255/std units, and kept while the output rows between it and the next one need it.
+  const rows = [0, 1].map(() => [0, 1, 2].map(() => new Float32Array(ow)));
+  const cached = [-1, -1];
+  const across = (r: number): Float32Array[] => {
+    const slot = cached[0] === r ? 0 : cached[1] === r ? 1 : cached[0] < cached[1] ? 0 : 1;
+    const [h0, h1, h2] = rows[slot];
+    if (cached[slot] !== r) {
+      cached[slot] = r;
+      const base = 3 * w.width * (r - w.top);
+      const [k0, k1, k2] = std.map((s) => 1 / (255 * s));
+      for (let x = lo; x < hi; x++) {
+        const a = base + first[x];
+        const b = base + next[x];
+        const f = frac[x];
+        h0[x] = (src[a] + f * (src[b] - src[a])) * k0;
+        h1[x] = (src[a + 1] + f * (src[b + 1] - src[a + 1])) * k1;
+        h2[x] = (src[a + 2] + f * (src[b + 2] - src[a + 2])) * k2;
+      }
+    }
+    return rows[slot];
+  };
   for (let y = 0; y < oh; y++) {
     const row = y * ow;
     const sy = p.top + y;
@@ -451,21 +461,14 @@ export function writeUpsampled(src: Uint8Array, w: SourceWindow, p: Placement, t
       out.fill(bias[c], c * plane + row + b, c * plane + row + ow);
     }
     if (!inside) continue;
-    const r0 = rows.first[y];
-    const r1 = r0 + rows.next[y];
-    const fy = rows.weight[y];
-    for (let x = a; x < b; x++) {
-      const fx = cols.weight[x];
-      const i00 = r0 + cols.first[x];
-      const i01 = i00 + cols.next[x];
-      const i10 = r1 + cols.first[x];
-      const i11 = i10 + cols.next[x];
-      for (let c = 0; c < 3; c++) {
-        const up = src[i00 + c] + fx * (src[i01 + c] - src[i00 + c]);
-        const down = src[i10 + c] + fx * (src[i11 + c] - src[i10 + c]);
-        const v = up + fy * (down - up);
-        out[c * plane + row + x] = c === 0 ? v * s0 + b0 : c === 1 ? v * s1 + b1 : v * s2 + b2;
-      }
+    const v = tap(sy, w.fullHeight, p.sourceHeight);
+    const r0 = Math.floor(v);
+    const f = v - r0;
+    const upper = across(r0);
+    const lower = across(Math.min(r0 + 1, w.fullHeight - 1));
+    for (let c = 0; c < 3; c++) {
+      const [u, d, add, at] = [upper[c], lower[c], bias[c], c * plane + row];
+      for (let x = a; x < b; x++) out[at + x] = u[x] + f * (d[x] - u[x]) + add;
     }
   }
 }
