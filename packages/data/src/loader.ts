@@ -203,10 +203,15 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
     const toItem = ({ shard, position: at, sample }: StreamedSample): Item => {
       const index = offsets[shard] + at;
       const file = `${list[shard].url}#${sample.key}`;
-      const { label = -1, image } = sample;
+      const { label = -1, image, pixels } = sample;
+      const raw = source.rawSize;
       let reason = sample.reason;
       if (!reason && label >= source.classes.length) reason = `label ${label} is not below the ${source.classes.length} classes`;
-      return reason ? { index, label, file, reason } : { index, label, file, image: { kind: 'encoded', bytes: image! } };
+      if (!reason && pixels && (!raw || pixels.length !== 3 * raw.width * raw.height)) {
+        reason = raw ? `${pixels.length} bytes of pixels, not 3 x ${raw.width} x ${raw.height}` : 'raw .chw pixels, but no size for them in shards.json';
+      }
+      if (reason) return { index, label, file, reason };
+      return { index, label, file, image: pixels ? { kind: 'planes', pixels, width: raw!.width, height: raw!.height } : { kind: 'encoded', bytes: image! } };
     };
     // Batches take their samples from the one stream in turn; their decoding overlaps.
     let queue: Promise<unknown> = Promise.resolve();
