@@ -2,7 +2,6 @@
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { writeSafetensors } from '@residual/core/node';
 import {
   cifarAugment, centerCropEval, computeStats, createLoader, downloadCifar, makeShards, openSource, parseDataSpec, scaleAugment,
   type Source, type Transform,
@@ -169,6 +168,7 @@ export const registerData = (program: Command): void => {
     const result = {
       images: decoded, skipped, seconds, imagesPerSecond: decoded / seconds,
       startupSeconds: firstBatch / 1000, steadyImagesPerSecond: (decoded - firstImages) / (seconds - firstBatch / 1000),
+      cpuSeconds: ((u) => (u.user + u.system) / 1e6)(process.cpuUsage()),
       augment: o.augment, batchSize: o.batchSize, workers: o.workers ?? availableParallelism(),
     };
     emit(o.json, result, (r) =>
@@ -238,6 +238,8 @@ export const registerData = (program: Command): void => {
     const tick = ticker('images measured', o.limit);
     const s = await computeStats({ source, split: o.split, transform, meanImage: !!o.meanImage, limit: o.limit, seed: o.seed, workers: o.workers, onProgress: tick });
     if (s.meanImage && o.meanImage) {
+      // Loaded here only: the tensor library is not needed by the other data commands.
+      const { writeSafetensors } = await import('@residual/core/node');
       await writeSafetensors(o.meanImage, { mean: { data: s.meanImage.data, shape: [3, s.meanImage.height, s.meanImage.width] } }, { spec: o.spec, split: o.split });
     }
     const result = { images: s.images, pixels: s.pixels, skipped: s.skipped, mean: s.mean, std: s.std, pca: s.pca, ...(o.meanImage && { meanImage: o.meanImage }) };
