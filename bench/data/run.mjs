@@ -126,7 +126,7 @@ try {
         cpuRatio: side && thePeer ? side.imagesPerCpuSecond / thePeer.imagesPerCpuSecond : null,
         oursDetail: round(side),
         peerDetail: round(thePeer),
-        runsOurs: runs[bench.endsWith('shards') ? 'shards' : 'ours'].map((x) => x && Math.round(x.imagesPerSecond)),
+        runsOurs: runs[bench.includes('shards') ? 'shards' : 'ours'].map((x) => x && Math.round(x.imagesPerSecond)),
         runsPeer: runs.peer.map((x) => Math.round(x.imagesPerSecond)),
         batchSize,
         epochs,

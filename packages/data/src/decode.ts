@@ -116,12 +116,14 @@ async function resample(image: Sharp, width: number, height: number, views: read
 }
 
 /** What sharp needs to know of an encoded image before planning: its displayed size, and whether it is plain 8-bit YCbCr/RGB. */
-interface Header {
+export interface Header {
   readonly width: number;
   readonly height: number;
   readonly orientation: number;
   /** False for anything but a 3-component 8-bit JPEG: grayscale, CMYK, alpha, 16-bit need converting to 8-bit sRGB. */
   readonly plain: boolean;
+  /** A baseline (sequential) JPEG, which decodes in one pass; progressive ones take several. */
+  readonly baseline?: boolean;
 }
 
 const u16 = (b: Uint8Array, at: number, little = false) => (little ? b[at] | (b[at + 1] << 8) : (b[at] << 8) | b[at + 1]);
@@ -163,7 +165,8 @@ export function jpegHeader(b: Uint8Array): Header | undefined {
       const [height, width, components] = [u16(b, at + 5), u16(b, at + 7), b[at + 9]];
       if (width === 0 || height === 0 || orientation < 1 || orientation > 8) return undefined;
       const turned = orientation >= 5;
-      return { width: turned ? height : width, height: turned ? width : height, orientation, plain: components === 3 };
+      const size = { width: turned ? height : width, height: turned ? width : height };
+      return { ...size, orientation, plain: components === 3, baseline: marker === 0xc0 || marker === 0xc1 };
     } else if (marker === 0xda || marker === 0xd9) return undefined;
     at = end;
   }

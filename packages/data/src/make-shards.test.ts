@@ -128,6 +128,11 @@ describe('makeShards', () => {
     }
     // 40x60 shown: shorter side 40 -> 24 (24x36); 30x20 and 16x16 have shorter sides below 24: kept.
     expect(Object.fromEntries(sizes)).toEqual({ '000000000': [24, 36, 1], '000000001': [30, 20, 1], '000000002': [16, 16, 1] });
+    // The 30x20 baseline JPEG is stored byte for byte; the CMYK one is not (it decodes dearer).
+    const stored = new Map<string, Uint8Array>();
+    for (const shard of manifest.splits.train!) for await (const s of shardSamples(join(out, shard.url))) stored.set(s.key, s.image!);
+    expect(Buffer.from(stored.get('000000001')!)).toEqual(await readFile(join(dir, 'train', 'c1', '1.jpg')));
+    expect(Buffer.from(stored.get('000000002')!)).not.toEqual(await readFile(join(dir, 'train', 'c2', '2.jpg')));
 
     // The loader reads them exactly as it reads the original bytes' shards: same order, same resumption.
     const plainShards = join(root, 'photos-plain');

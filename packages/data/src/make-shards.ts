@@ -4,6 +4,7 @@ import { extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import tar from 'tar-stream';
+import { jpegHeader } from './decode.js';
 import { keyedRandom, permutation } from './random.js';
 import { MANIFEST, type Shard, type ShardManifest } from './shards.js';
 import type { Samples, Source, SplitName } from './sources.js';
@@ -21,9 +22,10 @@ export interface MakeShardsOptions {
   /** Told of each shard once written. */
   readonly onShard?: (split: SplitName, shard: Shard) => void;
   /**
-   * Re-encode every image, for epochs that decode less: turned upright, shrunk so its shorter side is
-   * at most `maxSide` (never enlarged), as baseline sRGB (or grayscale) JPEG at `quality` (default 90).
-   * Without it, and without `raw`, the original bytes are stored.
+   * Re-encode images, for epochs that decode less: turned upright, shrunk so the shorter side is at
+   * most `maxSide` (never enlarged), as baseline sRGB (or grayscale) JPEG at `quality` (default 90).
+   * Upright baseline colour JPEGs already that small are stored as they are. Without it, and without
+   * `raw`, the original bytes are stored.
    */
   readonly maxSide?: number;
   readonly quality?: number;
@@ -102,6 +104,9 @@ async function member(samples: Samples, id: number, o: MakeShardsOptions): Promi
       return ['.chw', chw];
     }
     const side = o.maxSide!;
+    // Already what re-encoding would give, less a generation of JPEG loss: stored as it is.
+    const h = jpegHeader(bytes);
+    if (h?.plain && h.baseline && h.orientation === 1 && Math.min(h.width, h.height) <= side) return ['.jpg', bytes];
     return ['.jpg', await upright.resize(side, side, { fit: 'outside', withoutEnlargement: true }).jpeg({ quality: o.quality ?? 90 }).toBuffer()];
   } catch {
     // Stored as it is: the loader skips it and names it, as it would have in the tree.
