@@ -3,6 +3,8 @@
 //
 //   node bench/data/profile.mjs --dir DIR [--split train] [--limit 500] [--workers N] [--batch-size 32]
 //
+// --workers defaults to the loader's own default.
+//
 // DIR is an ImageFolder tree (DIR/train/<class>/*.jpg). Prints one JSON line per stage, in CPU
 // milliseconds per image (all threads of this process: libvips runs on libuv's pool), then one line
 // for start-up. Stages are timed one at a time on one image after another, each pipeline built on the
@@ -11,7 +13,7 @@
 //   read         the file's bytes
 //   header       sharp's metadata() (size, orientation, bands): the loader's first look at a file
 //   decode       every pixel decoded, in the file's own colour space
-//   colour       + conversion to 8-bit sRGB (grayscale, CMYK, ICC profiles, alpha)
+//   colour       + conversion to 8-bit sRGB by libvips (grayscale, CMYK and ICC profiles through lcms, alpha)
 //   window       + resize to the drawn scale and cut the 224 crop, as one sharp pipeline
 //   floats       + the crop as normalised CHW float32 (a plain loop, the lower bound of that step)
 //   sample       the package's own decode of one sample, loadImage(bytes, scaleAugment()): what the
@@ -22,7 +24,6 @@
 // The start-up line times the directory scan, and the first batch of a fresh loader against a batch
 // of a warm one (worker threads starting, each loading sharp).
 import { createRequire } from 'node:module';
-import { availableParallelism } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { positiveInts } from '../args.mjs';
@@ -32,12 +33,13 @@ const { values: opts } = parseArgs({
     dir: { type: 'string' },
     split: { type: 'string', default: 'train' },
     limit: { type: 'string', default: '500' },
-    workers: { type: 'string', default: String(availableParallelism()) },
+    workers: { type: 'string' },
     'batch-size': { type: 'string', default: '32' },
   },
 });
 if (!opts.dir) throw new Error('bench/data/profile.mjs: --dir DIR is required (an ImageFolder tree)');
-const [limit, workers, batchSize] = ['limit', 'workers', 'batch-size'].map(positiveInts(opts));
+const [limit, batchSize] = ['limit', 'batch-size'].map(positiveInts(opts));
+const workers = opts.workers === undefined ? undefined : Number(opts.workers);
 const data = await import('@residual/data').catch(() => import('../../packages/data/dist/index.js'));
 // sharp is the package's own dependency; take the copy it resolves.
 const sharp = createRequire(new URL('../../packages/data/package.json', import.meta.url))('sharp');
@@ -77,7 +79,9 @@ const toFloats = (px) => {
 const stages = {};
 stages.read = await cpuPerImage((i) => readFile(list[i]));
 stages.header = await cpuPerImage((i) => sharp(bytes[i], { autoOrient: true }).metadata());
-stages.decode = await cpuPerImage((i) => sharp(bytes[i]).raw().toBuffer());
+// CMYK stays CMYK here: sharp would otherwise convert it to sRGB on its own, hiding the colour stage.
+const native = (i) => (metas[i].space === 'cmyk' ? sharp(bytes[i]).pipelineColourspace('cmyk').toColourspace('cmyk') : sharp(bytes[i]));
+stages.decode = await cpuPerImage((i) => native(i).raw().toBuffer());
 stages.colour = await cpuPerImage((i) => srgb(sharp(bytes[i], { autoOrient: true })).toBuffer());
 stages.window = await cpuPerImage((i) => windowOf(i).toBuffer());
 stages.floats = await cpuPerImage(async (i) => toFloats(await windowOf(i).toBuffer()));
@@ -116,7 +120,7 @@ console.log(
     firstBatchMs: round(firstBatchMs),
     medianBatchMs: round(steadyBatchMs),
     loaderImagesPerSecond: round(images / epochSeconds),
-    workers,
+    workers: workers ?? 'default',
     batchSize,
   }),
 );

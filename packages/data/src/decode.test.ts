@@ -95,6 +95,14 @@ describe('decodeFile', () => {
     expect(red[0]).toBeGreaterThan(0.8);
     expect(Math.max(red[1], red[2])).toBeLessThan(0.2);
     expect(blue[2]).toBeGreaterThan(Math.max(blue[0], blue[1]) + 0.2);
+    // As PIL converts CMYK (what torchvision trains on): R = (255 - C)(255 - K) / 255, no ICC profile.
+    const cmykJpeg = await sharp(redBlue(), raw(16, 8)).toColourspace('cmyk').jpeg().toBuffer();
+    const bands = await sharp(cmykJpeg).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer();
+    for (const [x, y] of [[2, 4], [13, 4], [7, 0]]) {
+      const at = 4 * (16 * y + x);
+      const want = [0, 1, 2].map((c) => Math.round(((255 - bands[at + c]) * (255 - bands[at + 3])) / 255) / 255);
+      expect(rgb(cmyk, x, y)).toEqual(want.map((v) => expect.closeTo(v, 6)));
+    }
 
     const alpha = await decodeFile(await file('alpha.png', await sharp(redBlue(), raw(16, 8)).ensureAlpha(0.5).png().toBuffer()), 0, 0, plain);
     expect(rgb(alpha, 2, 4)).toEqual([1, 0, 0]);
@@ -141,7 +149,7 @@ describe('jpegHeader', () => {
       const bytes = await image.toBuffer();
       const meta = await sharp(bytes, { autoOrient: true }).metadata();
       const baseline = !meta.isProgressive;
-      expect(jpegHeader(bytes)).toEqual({ ...meta.autoOrient, orientation: meta.orientation ?? 1, plain: meta.channels === 3, baseline });
+      expect(jpegHeader(bytes)).toEqual({ ...meta.autoOrient, orientation: meta.orientation ?? 1, plain: meta.channels === 3, cmyk: meta.channels === 4, baseline });
     }
     const jpeg = await base().jpeg().toBuffer();
     expect(jpegHeader(await base().png().toBuffer())).toBeUndefined();

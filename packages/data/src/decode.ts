@@ -74,14 +74,32 @@ function windowOf(views: readonly Placement[]): [number, number, number, number]
   return r <= l || b <= top ? [0, 0, 1, 1] : [l, top, r, b]; // every view is padding: any pixel will do
 }
 
+/**
+ * How an image's pixels become 8-bit RGB: `plain` (3-component JPEG) as decoded; `cmyk` (4-component
+ * JPEG) as PIL converts it, R = (255 - C)(255 - K) / 255: libvips' ICC-based conversion cost 40 ms or
+ * more an image (building the transform), ten times PIL's, and torchvision's users train on PIL's;
+ * `convert` (grayscale, alpha, 16-bit, other formats) by libvips to sRGB.
+ */
+type Colour = 'plain' | 'cmyk' | 'convert';
+
 /** Raw 8-bit RGB of a sharp pipeline, checked to be the size asked for. */
-async function rgb(image: Sharp, width: number, height: number, convert: boolean): Promise<Buffer> {
-  if (convert) image = image.removeAlpha().toColourspace('srgb');
+async function rgb(image: Sharp, width: number, height: number, colour: Colour): Promise<Uint8Array> {
+  if (colour === 'convert') image = image.removeAlpha().toColourspace('srgb');
+  if (colour === 'cmyk') image = image.pipelineColourspace('cmyk').toColourspace('cmyk');
   const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== width || info.height !== height) {
-    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x3`);
+  const bands = colour === 'cmyk' ? 4 : 3;
+  if (info.channels !== bands || info.width !== width || info.height !== height) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${bands}`);
   }
-  return data;
+  if (colour !== 'cmyk') return data;
+  const out = new Uint8Array(3 * width * height);
+  for (let i = 0, j = 0; i < out.length; i += 3, j += 4) {
+    const k = 255 - data[j + 3];
+    out[i] = Math.round(((255 - data[j]) * k) / 255);
+    out[i + 1] = Math.round(((255 - data[j + 1]) * k) / 255);
+    out[i + 2] = Math.round(((255 - data[j + 2]) * k) / 255);
+  }
+  return out;
 }
 
 /** Views moved into a window that starts at (l, top). */
@@ -95,14 +113,14 @@ const shifted = (views: readonly Placement[], l: number, top: number): Placement
  * torchvision's Resize), computing pixels on demand; straight from the JPEG decoder, which then
  * shrinks on load where the scale allows.
  */
-async function resample(image: Sharp, width: number, height: number, views: readonly Placement[], convert: boolean, t: Transform, shift: RGB, target: Target): Promise<Float32Array> {
+async function resample(image: Sharp, width: number, height: number, views: readonly Placement[], colour: Colour, t: Transform, shift: RGB, target: Target): Promise<Float32Array> {
   const [{ sourceWidth: sw, sourceHeight: sh }] = views;
   const [l, top, r, b] = windowOf(views);
   if (sw >= width && sh >= height && (sw > width || sh > height)) {
     const [x0, x1] = upsampledSpan(width, sw, l, r);
     const [y0, y1] = upsampledSpan(height, sh, top, b);
     if (x0 > 0 || y0 > 0 || x1 < width || y1 < height) image = image.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
-    const src = await rgb(image, x1 - x0, y1 - y0, convert);
+    const src = await rgb(image, x1 - x0, y1 - y0, colour);
     const w = { left: x0, top: y0, width: x1 - x0, height: y1 - y0, fullWidth: width, fullHeight: height };
     const out = floatsFor(views, target);
     const size = out.length / views.length;
@@ -111,7 +129,7 @@ async function resample(image: Sharp, width: number, height: number, views: read
   }
   if (sw !== width || sh !== height) image = image.resize(sw, sh, { fit: 'fill', kernel: 'linear' });
   if (l > 0 || top > 0 || r < sw || b < sh) image = image.extract({ left: l, top, width: r - l, height: b - top });
-  const src = await rgb(image, r - l, b - top, convert);
+  const src = await rgb(image, r - l, b - top, colour);
   return toFloats(shifted(views, l, top), src, hwc(r - l), t, shift, target);
 }
 
@@ -122,6 +140,8 @@ export interface Header {
   readonly orientation: number;
   /** False for anything but a 3-component 8-bit JPEG: grayscale, CMYK, alpha, 16-bit need converting to 8-bit sRGB. */
   readonly plain: boolean;
+  /** A 4-component (CMYK or YCCK) JPEG. */
+  readonly cmyk?: boolean;
   /** A baseline (sequential) JPEG, which decodes in one pass; progressive ones take several. */
   readonly baseline?: boolean;
 }
@@ -166,7 +186,7 @@ export function jpegHeader(b: Uint8Array): Header | undefined {
       if (width === 0 || height === 0 || orientation < 1 || orientation > 8) return undefined;
       const turned = orientation >= 5;
       const size = { width: turned ? height : width, height: turned ? width : height };
-      return { ...size, orientation, plain: components === 3, baseline: marker === 0xc0 || marker === 0xc1 };
+      return { ...size, orientation, plain: components === 3, cmyk: components === 4, baseline: marker === 0xc0 || marker === 0xc1 };
     } else if (marker === 0xda || marker === 0xd9) return undefined;
     at = end;
   }
@@ -195,7 +215,7 @@ export async function decodeSample(input: SampleInput, epoch: number, index: num
     const interleaved = new Uint8Array(3 * n);
     for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) interleaved[3 * i + c] = planes[c * n + i];
     const raw = { width: input.width, height: input.height, channels: 3 as const };
-    return done(views, await resample(sharp(interleaved, { raw }), input.width, input.height, views, false, o.transform, shift, target));
+    return done(views, await resample(sharp(interleaved, { raw }), input.width, input.height, views, 'plain', o.transform, shift, target));
   }
   const { bytes } = input;
   let header = jpegHeader(bytes);
@@ -209,7 +229,8 @@ export async function decodeSample(input: SampleInput, epoch: number, index: num
   checkSize(views[0], o.limitInputPixels);
   // Turning the image only when EXIF asks: sharp then orients before any crop, which costs shrink-on-load.
   const image = sharp(bytes, { autoOrient: header.orientation > 1, limitInputPixels: o.limitInputPixels });
-  return done(views, await resample(image, width, height, views, !header.plain, o.transform, shift, target));
+  const colour: Colour = header.plain ? 'plain' : header.cmyk ? 'cmyk' : 'convert';
+  return done(views, await resample(image, width, height, views, colour, o.transform, shift, target));
 }
 
 /** Decodes one encoded image, a file or its bytes; see decodeSample. */
