@@ -110,6 +110,17 @@ describe('decodeFile', () => {
     expect(rgb(deep, 13, 4)).toEqual([0, 0, 1]);
   });
 
+  it('ignores an embedded ICC profile, as PIL does: the same pixels as the file without it', async () => {
+    const tagged = await sharp(redBlue(), raw(16, 8)).resize(40, 20).withIccProfile('p3').jpeg().toBuffer();
+    // Cut the profile's APP2 segment out of the file; the coded image is untouched.
+    const app2 = tagged.indexOf(Buffer.from('ICC_PROFILE')) - 4;
+    expect(tagged.subarray(app2, app2 + 2)).toEqual(Buffer.from([0xff, 0xe2]));
+    const stripped = Buffer.concat([tagged.subarray(0, app2), tagged.subarray(app2 + 2 + tagged.readUInt16BE(app2 + 2))]);
+    expect((await sharp(stripped).metadata()).icc).toBeUndefined();
+    const t = { ...plain, transform: { steps: [{ op: 'centerCrop', size: 12 }] } } as const;
+    expect((await decodeFile(tagged, 0, 0, t)).data).toEqual((await decodeFile(stripped, 0, 0, t)).data);
+  });
+
   it('decodes by content, not by name: a PNG named .JPEG', async () => {
     const d = await decodeFile(await file('png.JPEG', await sharp(redBlue(), raw(16, 8)).png().toBuffer()), 0, 0, plain);
     expect(rgb(d, 2, 4)).toEqual([1, 0, 0]);

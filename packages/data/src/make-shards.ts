@@ -4,7 +4,7 @@ import { extname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import sharp from 'sharp';
 import tar from 'tar-stream';
-import { jpegHeader } from './decode.js';
+import { decodeRgb, jpegHeader } from './decode.js';
 import { keyedRandom, permutation } from './random.js';
 import { MANIFEST, type Shard, type ShardManifest } from './shards.js';
 import type { Samples, Source, SplitName } from './sources.js';
@@ -22,10 +22,10 @@ export interface MakeShardsOptions {
   /** Told of each shard once written. */
   readonly onShard?: (split: SplitName, shard: Shard) => void;
   /**
-   * Re-encode images, for epochs that decode less: turned upright, shrunk so the shorter side is at
-   * most `maxSide` (never enlarged), as baseline sRGB (or grayscale) JPEG at `quality` (default 90).
-   * Upright baseline colour JPEGs already that small are stored as they are. Without it, and without
-   * `raw`, the original bytes are stored.
+   * Re-encode images, for epochs that decode less: decoded as the loader decodes them (upright, PIL's
+   * colours), shrunk so the shorter side is at most `maxSide` (never enlarged), stored as baseline
+   * RGB JPEG at `quality` (default 90). Upright baseline colour JPEGs already that small are stored as
+   * they are. Without it, and without `raw`, the original bytes are stored.
    */
   readonly maxSide?: number;
   readonly quality?: number;
@@ -95,19 +95,22 @@ async function member(samples: Samples, id: number, o: MakeShardsOptions): Promi
   const bytes = await readFile(file);
   if (o.raw === undefined && o.maxSide === undefined) return [extname(file).toLowerCase(), bytes];
   try {
-    const upright = sharp(bytes, { autoOrient: true });
-    if (o.raw !== undefined) {
-      const side = o.raw;
-      const hwc = await upright.resize(side, side, { fit: 'cover' }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer();
-      const chw = new Uint8Array(hwc.length);
-      for (let i = 0; i < side * side; i++) for (let c = 0; c < 3; c++) chw[c * side * side + i] = hwc[3 * i + c];
-      return ['.chw', chw];
+    const side = o.raw ?? o.maxSide!;
+    if (o.raw === undefined) {
+      // Already what re-encoding would give, less a generation of JPEG loss: stored as it is.
+      const h = jpegHeader(bytes);
+      if (h?.plain && h.baseline && h.orientation === 1 && Math.min(h.width, h.height) <= side) return ['.jpg', bytes];
     }
-    const side = o.maxSide!;
-    // Already what re-encoding would give, less a generation of JPEG loss: stored as it is.
-    const h = jpegHeader(bytes);
-    if (h?.plain && h.baseline && h.orientation === 1 && Math.min(h.width, h.height) <= side) return ['.jpg', bytes];
-    return ['.jpg', await upright.resize(side, side, { fit: 'outside', withoutEnlargement: true }).jpeg({ quality: o.quality ?? 90 }).toBuffer()];
+    // Decoded as the loader decodes (upright, PIL's colours), so shards hold the pixels the tree gives.
+    const { data, width, height } = await decodeRgb(bytes);
+    const upright = sharp(data, { raw: { width, height, channels: 3 } });
+    if (o.raw === undefined) {
+      return ['.jpg', await upright.resize(side, side, { fit: 'outside', withoutEnlargement: true }).jpeg({ quality: o.quality ?? 90 }).toBuffer()];
+    }
+    const hwc = await upright.resize(side, side, { fit: 'cover' }).raw().toBuffer();
+    const chw = new Uint8Array(hwc.length);
+    for (let i = 0; i < side * side; i++) for (let c = 0; c < 3; c++) chw[c * side * side + i] = hwc[3 * i + c];
+    return ['.chw', chw];
   } catch {
     // Stored as it is: the loader skips it and names it, as it would have in the tree.
     return [extname(file).toLowerCase(), bytes];
