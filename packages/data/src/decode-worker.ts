@@ -1,6 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import sharp from 'sharp';
-import { decodeBatch, type DecodeOptions } from './decode.js';
+import { decodeBatch, sharp, type DecodeOptions } from './decode.js';
 import type { Reply, Task } from './pool.js';
 
 // The pool runs one worker per core, each decoding one image at a time in libvips: more libvips

@@ -1,8 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import sharp, { type Sharp } from 'sharp';
+import { createRequire } from 'node:module';
+import type { Sharp } from 'sharp';
 import { keyedRandom } from './random.js';
 import { chw, hwc, lightingShift, outputSize, plan, upsampledSpan, validateTransform, writeUpsampled, writeWindow, type Layout, type Placement, type RGB, type Transform } from './transforms.js';
+
+/**
+ * sharp, from its CommonJS build: it loads in 50 ms against 120 for its ES module build, and every
+ * decoding worker loads it again. The package's one way in to sharp. (Under vitest, require() hands
+ * back a namespace with the function as its default.)
+ */
+export const sharp: typeof import('sharp').default = ((m) => m.default ?? m)(createRequire(import.meta.url)('sharp'));
 
 /** File name extensions (lower case) taken for images; sharp decodes by content, whatever the name says. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);
