@@ -4,6 +4,7 @@
 //
 //   node bench/data/run.mjs [--dir DIR] [--count 500] [--batch-size 32] [--epochs 1] [--repeat 3]
 //                           [--peer-workers 2] [--max-side 480] [--quality 90] [--no-shards] [--no-peer]
+//                           [--baseline-cli PATH]
 //
 // DIR is a folder of photos in the ImageFolder layout (DIR/train/<class>/*.jpg); without it, --count
 // ImageNet-sized JPEGs are drawn by peer.py into a temporary folder. Each side runs as a whole
@@ -12,7 +13,8 @@
 // are timed from outside, start-up included, and each says when its first batch arrived, so start-up
 // (everything until the first batch) and the steady rate after it are printed apart. The shards line
 // runs ours on the same photos made into shards with --max-side and --quality (made once, untimed).
-// Runs take turns, R times; the figure of each side is its best run, the one least disturbed by
+// --baseline-cli runs another build of the CLI (its main.js, say of the main branch) in the same
+// turns, timed from outside only, for a before/after in one run. Runs take turns, R times; the figure of each side is its best run, the one least disturbed by
 // other work on a shared machine. Images per CPU-second (all threads and worker processes) is
 // printed too: unlike wall time, it does not depend on how much of a busy machine a side got.
 //
@@ -39,6 +41,7 @@ const { values: opts } = parseArgs({
     quality: { type: 'string', default: '90' },
     'no-shards': { type: 'boolean', default: false },
     'no-peer': { type: 'boolean', default: false },
+    'baseline-cli': { type: 'string' },
   },
 });
 const count = positiveInts(opts);
@@ -74,10 +77,12 @@ const figures = ({ wall, result }, after, steady, cpu) => ({
   wallSeconds: wall,
   images: result.images,
 });
-const ours = (spec) => {
-  const args = [cliScript, 'data', 'bench', spec, '--split', 'train', '--augment', 'paper', '--batch-size', String(batchSize), '--epochs', String(epochs), '--json'];
+const ours = (spec, cli = cliScript) => {
+  const args = [cli, 'data', 'bench', spec, '--split', 'train', '--augment', 'paper', '--batch-size', String(batchSize), '--epochs', String(epochs), '--json'];
   const run = timed(process.execPath, args);
   const r = run?.result;
+  // A build from before start-up was reported gives only its whole-process figure.
+  if (run && r.startupSeconds === undefined) return { imagesPerSecond: r.images / run.wall, wallSeconds: run.wall, images: r.images };
   return run && figures(run, r.seconds - r.startupSeconds, r.steadyImagesPerSecond, r.cpuSeconds);
 };
 const peer = () => {
@@ -96,10 +101,11 @@ try {
     const made = spawnSync(process.execPath, [cliScript, 'data', 'shards', 'make', `imagenet:${dir}`, shards, '--max-side', String(maxSide), '--quality', String(quality), '--json'], { encoding: 'utf8' });
     if (made.status !== 0) throw new Error(`bench/data: shards make failed: ${made.stderr}`);
   }
-  const runs = { ours: [], peer: [], shards: [] };
+  const runs = { ours: [], peer: [], shards: [], baseline: [] };
   let peerMissing = opts['no-peer'];
   for (let r = 0; r < repeat; r++) {
     runs.ours.push(ours(`imagenet:${dir}`));
+    if (opts['baseline-cli']) runs.baseline.push(ours(`imagenet:${dir}`, opts['baseline-cli']));
     if (!peerMissing) {
       const p = peer();
       if (p) runs.peer.push(p);
@@ -126,7 +132,7 @@ try {
         cpuRatio: side && thePeer ? side.imagesPerCpuSecond / thePeer.imagesPerCpuSecond : null,
         oursDetail: round(side),
         peerDetail: round(thePeer),
-        runsOurs: runs[bench.includes('shards') ? 'shards' : 'ours'].map((x) => x && Math.round(x.imagesPerSecond)),
+        runsOurs: runs[bench.includes('shards') ? 'shards' : bench.includes('baseline') ? 'baseline' : 'ours'].map((x) => x && Math.round(x.imagesPerSecond)),
         runsPeer: runs.peer.map((x) => Math.round(x.imagesPerSecond)),
         batchSize,
         epochs,
@@ -135,6 +141,7 @@ try {
     );
   line('data-paper-augment', best(runs.ours));
   if (!opts['no-shards']) line(`data-paper-augment-shards-${maxSide}`, best(runs.shards));
+  if (opts['baseline-cli']) line('data-paper-augment-baseline', best(runs.baseline));
 } finally {
   await rm(scratch, { recursive: true, force: true });
 }
