@@ -1,3 +1,4 @@
+import { writeRows } from './kernel.js';
 import { randInt, type Rand } from './random.js';
 
 /** Three per-channel numbers, in R, G, B order. */
@@ -339,39 +340,38 @@ export function chw(width: number, height: number): Layout {
   return { pixelStride: 1, rowStride: width, channelStride: width * height };
 }
 
+/** Per channel: the scale and bias that take a pixel value to its normalised float (pixel / 255, lighting, mean, std). */
+function normalisation(t: Transform, shift: RGB): { scale: number[]; bias: number[] } {
+  const std = [0, 1, 2].map((c) => t.std?.[c] ?? 1);
+  return { scale: std.map((s) => 1 / (255 * s)), bias: std.map((s, c) => (shift[c] - (t.mean?.[c] ?? 0)) / s) };
+}
+
+/** The output columns [lo, hi) of a placement that read real pixels rather than padding. */
+function columnsInside(p: Placement): [number, number] {
+  const [left, , right] = p.clip;
+  return [Math.max(0, p.flip ? p.left + p.width - right : left - p.left), Math.min(p.width, p.flip ? p.left + p.width - left : right - p.left)];
+}
+
+/** The resampled image's column (row) read by output column x (row y). */
+const columnOf = (p: Placement, x: number) => p.left + (p.flip ? p.width - 1 - x : x);
+
 /**
  * Copies the placement's window of `src` (already at the placement's source size) into `out`
  * as normalised CHW floats; pixels outside the clip read as 0 before the lighting `shift` and normalisation.
  */
 export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
   const { width: ow, height: oh } = p;
-  const [left, top, right, bottom] = p.clip;
-  for (let c = 0; c < 3; c++) {
-    const std = t.std?.[c] ?? 1;
-    const scale = 1 / (255 * std);
-    const bias = (shift[c] - (t.mean?.[c] ?? 0)) / std;
-    const plane = c * ow * oh;
-    for (let y = 0; y < oh; y++) {
-      const sy = p.top + y;
-      const row = plane + y * ow;
-      if (sy < top || sy >= bottom) {
-        out.fill(bias, row, row + ow);
-        continue;
-      }
-      // Output x reads source column p.left + x, or p.left + ow - 1 - x mirrored: real pixels only for x in [lo, hi).
-      const lo = Math.max(0, p.flip ? p.left + ow - right : left - p.left);
-      const hi = Math.min(ow, p.flip ? p.left + ow - left : right - p.left);
-      if (lo >= hi) {
-        out.fill(bias, row, row + ow);
-        continue;
-      }
-      out.fill(bias, row, row + lo);
-      out.fill(bias, row + hi, row + ow);
-      const step = p.flip ? -layout.pixelStride : layout.pixelStride;
-      let at = c * layout.channelStride + sy * layout.rowStride + (p.left + (p.flip ? ow - 1 - lo : lo)) * layout.pixelStride;
-      for (let x = row + lo, end = row + hi; x < end; x++, at += step) out[x] = src[at] * scale + bias;
-    }
+  const [, top, , bottom] = p.clip;
+  const [lo, hi] = columnsInside(p);
+  const cols = { first: new Int32Array(ow), next: new Int32Array(ow), frac: new Float32Array(ow) };
+  for (let x = lo; x < hi; x++) cols.first[x] = cols.next[x] = columnOf(p, x) * layout.pixelStride;
+  const rows = { first: new Int32Array(oh), next: new Int32Array(oh), frac: new Float32Array(oh) };
+  for (let y = 0; y < oh; y++) {
+    const sy = p.top + y;
+    rows.first[y] = rows.next[y] = sy >= top && sy < bottom ? sy : -1;
   }
+  const { scale, bias } = normalisation(t, shift);
+  writeRows(src, layout.rowStride, layout.channelStride, cols, rows, lo, hi, out, scale, bias);
 }
 
 /**
@@ -412,63 +412,24 @@ export function upsampledSpan(full: number, size: number, from: number, to: numb
  */
 export function writeUpsampled(src: Uint8Array, w: SourceWindow, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
   const { width: ow, height: oh } = p;
-  const [left, top, right, bottom] = p.clip;
-  const plane = ow * oh;
-  const std = [0, 1, 2].map((c) => t.std?.[c] ?? 1);
-  const bias = std.map((s, c) => (shift[c] - (t.mean?.[c] ?? 0)) / s);
-  const lo = Math.max(0, p.flip ? p.left + ow - right : left - p.left);
-  const hi = Math.min(ow, p.flip ? p.left + ow - left : right - p.left);
-  // Each output column reads source columns i0 and i0 + 1 (clamped) of the window, weighted 1 - f and f.
-  const first = new Int32Array(ow);
-  const next = new Int32Array(ow);
-  const frac = new Float64Array(ow);
-  const tap = (x: number, full: number, size: number) => Math.min(full - 1, Math.max(0, ((x + 0.5) * full) / size - 0.5));
-  for (let x = lo; x < hi; x++) {
-    const u = tap(p.left + (p.flip ? ow - 1 - x : x), w.fullWidth, p.sourceWidth);
+  const [, top, , bottom] = p.clip;
+  const [lo, hi] = columnsInside(p);
+  // Source pixel (as a window offset, times `unit`) of the two taps around output position `at`, and the second's weight.
+  const tap = (taps: { first: Int32Array; next: Int32Array; frac: Float32Array }, i: number, at: number, full: number, size: number, from: number, unit: number) => {
+    const u = Math.min(full - 1, Math.max(0, ((at + 0.5) * full) / size - 0.5));
     const i0 = Math.floor(u);
-    first[x] = 3 * (i0 - w.left);
-    next[x] = 3 * (Math.min(i0 + 1, w.fullWidth - 1) - w.left);
-    frac[x] = u - i0;
-  }
-  // Separable: a source row is interpolated along x once, in /255/std units, and kept while the output rows between it and the next one need it.
-  const rows = [0, 1].map(() => [0, 1, 2].map(() => new Float32Array(ow)));
-  const cached = [-1, -1];
-  const across = (r: number): Float32Array[] => {
-    const slot = cached[0] === r ? 0 : cached[1] === r ? 1 : cached[0] < cached[1] ? 0 : 1;
-    const [h0, h1, h2] = rows[slot];
-    if (cached[slot] !== r) {
-      cached[slot] = r;
-      const base = 3 * w.width * (r - w.top);
-      const [k0, k1, k2] = std.map((s) => 1 / (255 * s));
-      for (let x = lo; x < hi; x++) {
-        const a = base + first[x];
-        const b = base + next[x];
-        const f = frac[x];
-        h0[x] = (src[a] + f * (src[b] - src[a])) * k0;
-        h1[x] = (src[a + 1] + f * (src[b + 1] - src[a + 1])) * k1;
-        h2[x] = (src[a + 2] + f * (src[b + 2] - src[a + 2])) * k2;
-      }
-    }
-    return rows[slot];
+    taps.first[i] = (i0 - from) * unit;
+    taps.next[i] = (Math.min(i0 + 1, full - 1) - from) * unit;
+    taps.frac[i] = u - i0;
   };
+  const cols = { first: new Int32Array(ow), next: new Int32Array(ow), frac: new Float32Array(ow) };
+  for (let x = lo; x < hi; x++) tap(cols, x, columnOf(p, x), w.fullWidth, p.sourceWidth, w.left, 3);
+  const rows = { first: new Int32Array(oh), next: new Int32Array(oh), frac: new Float32Array(oh) };
   for (let y = 0; y < oh; y++) {
-    const row = y * ow;
     const sy = p.top + y;
-    const inside = sy >= top && sy < bottom && lo < hi;
-    const [a, b] = inside ? [lo, hi] : [ow, ow];
-    for (let c = 0; c < 3; c++) {
-      out.fill(bias[c], c * plane + row, c * plane + row + a);
-      out.fill(bias[c], c * plane + row + b, c * plane + row + ow);
-    }
-    if (!inside) continue;
-    const v = tap(sy, w.fullHeight, p.sourceHeight);
-    const r0 = Math.floor(v);
-    const f = v - r0;
-    const upper = across(r0);
-    const lower = across(Math.min(r0 + 1, w.fullHeight - 1));
-    for (let c = 0; c < 3; c++) {
-      const [u, d, add, at] = [upper[c], lower[c], bias[c], c * plane + row];
-      for (let x = a; x < b; x++) out[at + x] = u[x] + f * (d[x] - u[x]) + add;
-    }
+    if (sy >= top && sy < bottom) tap(rows, y, sy, w.fullHeight, p.sourceHeight, w.top, 1);
+    else rows.first[y] = -1;
   }
+  const { scale, bias } = normalisation(t, shift);
+  writeRows(src, 3 * w.width, 1, cols, rows, lo, hi, out, scale, bias);
 }
