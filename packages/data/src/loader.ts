@@ -63,8 +63,8 @@ export interface LoaderOptions {
   /**
    * Decoding worker_threads for image files and shards, each decoding whole batches while the main
    * thread only hands out work; 0 decodes on the main thread. Default: one per two cores, as a
-   * worker's JavaScript keeps libvips busy on about two (a second worker on 2 cores only added
-   * start-up). CIFAR's raw pixels never use workers.
+   * worker keeps libvips busy on about two (see the package README's benchmark for one against two
+   * on 2 cores). CIFAR's raw pixels never use workers.
    */
   readonly workers?: number;
   /** Batches prepared ahead of the consumer; nothing beyond them is decoded until one is taken. Default max(2, workers), so every worker has a batch. */
