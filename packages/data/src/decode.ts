@@ -307,7 +307,8 @@ export async function decodeBatch(items: readonly BatchItem[], o: DecodeOptions)
   const size = fixed ?? first ?? { width: 0, height: 0, views: 1 };
   if (slots) {
     kept.forEach((k, j) => j !== k && slots.copyWithin(j * per, k * per, (k + 1) * per));
-    return { images: slots.subarray(0, kept.length * per), ...size, skipped };
+    // A batch that lost samples is cut to its own buffer, for consumers that read `images.buffer` whole.
+    return { images: kept.length === items.length ? slots : slots.slice(0, kept.length * per), ...size, skipped };
   }
   const each = first ? first.data.length : 0;
   const images = new Float32Array(kept.length * each);

@@ -182,6 +182,21 @@ describe('createLoader', () => {
     }
   });
 
+  it('gives each batch an array of its own, exactly its samples, when some were skipped', async () => {
+    const loader = await createLoader(options({ source: folder, transform: { steps: [{ op: 'centerCrop', size: 8 }] }, batchSize: 5, workers: 1 }));
+    try {
+      const batches = await take(loader);
+      expect(batches.flatMap((b) => b.indices)).toHaveLength(12);
+      expect(batches.some((b) => b.labels.length < 5 && b !== batches.at(-1))).toBe(true); // a batch lost a bad file
+      for (const b of batches) {
+        expect(b.images.length).toBe(b.labels.length * 3 * 8 * 8);
+        expect(b.images.buffer.byteLength).toBe(b.images.byteLength);
+      }
+    } finally {
+      await loader.close();
+    }
+  });
+
   it('refuses a batch of mixed sizes and bad options, naming them', async () => {
     const dir = join(root, 'mixed');
     for (const [name, w] of [['a/0.png', 8], ['a/1.png', 9]] as const) {
