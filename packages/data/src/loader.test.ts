@@ -182,6 +182,30 @@ describe('createLoader', () => {
     }
   });
 
+  it('resumes and splits ranks in workers as on the main thread: the same samples, the same pixels', async () => {
+    const t: Transform = { steps: [{ op: 'randomResizedCrop', size: 12 }, { op: 'hflip' }] };
+    const o = options({ source: folder, transform: t, batchSize: 3 });
+    const loaders: Loader[] = [];
+    const make = async (more: Partial<LoaderOptions>) => {
+      const l = await createLoader({ ...o, workers: 2, ...more });
+      loaders.push(l);
+      return l;
+    };
+    try {
+      const inProcess = await take(await createLoader({ ...o, workers: 0, state: { epoch: 1, position: 0 } }));
+      const first = await make({ state: { epoch: 1, position: 0 } });
+      const head = await take(first, 2);
+      const resumed = await take(await make({ state: first.state() }));
+      expect([...head, ...resumed]).toEqual(inProcess);
+      const ranks = await Promise.all([0, 1].map(async (rank) => take(await make({ rank, worldSize: 2, state: { epoch: 1, position: 0 } }))));
+      const mainRanks = await Promise.all([0, 1].map(async (rank) => take(await createLoader({ ...o, workers: 0, rank, worldSize: 2, state: { epoch: 1, position: 0 } }))));
+      expect(ranks).toEqual(mainRanks);
+      expect(ranks.flat().flatMap((b) => b.indices).sort((a, b) => a - b)).toEqual(inProcess.flatMap((b) => b.indices).sort((a, b) => a - b));
+    } finally {
+      await Promise.all(loaders.map((l) => l.close()));
+    }
+  });
+
   it('gives each batch an array of its own, exactly its samples, when some were skipped', async () => {
     const loader = await createLoader(options({ source: folder, transform: { steps: [{ op: 'centerCrop', size: 8 }] }, batchSize: 5, workers: 1 }));
     try {
