@@ -13,7 +13,7 @@
 // are timed from outside, start-up included, and each says when its first batch arrived, so start-up
 // (everything until the first batch) and the steady rate after it are printed apart. The shards line
 // runs ours on the same photos made into shards with --max-side and --quality (made once, untimed).
-// --baseline-cli runs another build of the CLI (its main.js, say of the main branch) in the same
+// --baseline-cli runs another build of the CLI (its entry, say main.js of the main branch) in the same
 // turns, timed from outside only, for a before/after in one run. Runs take turns, R times; the figure of each side is its best run, the one least disturbed by
 // other work on a shared machine. Images per CPU-second (all threads and worker processes) is
 // printed too: unlike wall time, it does not depend on how much of a busy machine a side got.
@@ -49,8 +49,9 @@ const [images, batchSize, epochs, repeat, peerWorkers, maxSide, quality] = ['cou
 
 const python = process.env.PYTHON ?? 'python3';
 const peerScript = fileURLToPath(new URL('peer.py', import.meta.url));
-const cliScript = fileURLToPath(new URL('../../apps/cli/dist/main.js', import.meta.url));
-if (!existsSync(cliScript)) throw new Error('bench/data: build the CLI first (npx turbo run build --filter=@residual/cli...)');
+// The installed command's entry, which sizes libuv's pool (libvips' threads) to the cores.
+const cliScript = fileURLToPath(new URL('../../apps/cli/bin/residual.cjs', import.meta.url));
+if (!existsSync(fileURLToPath(new URL('../../apps/cli/dist/main.js', import.meta.url)))) throw new Error('bench/data: build the CLI first (npx turbo run build --filter=@residual/cli...)');
 const scratch = await mkdtemp(join(tmpdir(), 'residual-bench-data-'));
 const dir = opts.dir ?? join(scratch, 'photos');
 

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -122,6 +122,16 @@ describe('residual data bench', () => {
     expect(paper.startupSeconds).toBeGreaterThan(0);
     expect(paper.startupSeconds).toBeLessThan(paper.seconds);
     expect(paper.steadyImagesPerSecond).toBeGreaterThan(0);
+    // The installed command sizes libuv's pool (libvips' decoding threads) to the cores, unless told.
+    const bin = fileURLToPath(new URL('../bin/residual.cjs', import.meta.url));
+    const sized = (entry: string, env: NodeJS.ProcessEnv) => {
+      const run = spawnSync(process.execPath, [entry, 'data', 'bench', `cifar10:${cifar}`, '--augment', 'cifar', '--workers', '0', '--json'], { env, encoding: 'utf8' });
+      return JSON.parse(run.stdout).uvThreadpoolSize;
+    };
+    const { UV_THREADPOOL_SIZE: _, ...unset } = process.env;
+    expect(sized(MAIN, unset)).toBeNull();
+    expect(sized(bin, unset)).toBe(Math.max(4, availableParallelism()));
+    expect(sized(bin, { ...unset, UV_THREADPOOL_SIZE: '7' })).toBe(7);
     const bad = await cli(['data', 'bench', `cifar10:${cifar}`, '--augment', 'autoaugment']);
     expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining('--augment: ')]);
   });

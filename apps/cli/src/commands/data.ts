@@ -169,7 +169,9 @@ export const registerData = (program: Command): void => {
       images: decoded, skipped, seconds, imagesPerSecond: decoded / seconds,
       startupSeconds: firstBatch / 1000, steadyImagesPerSecond: (decoded - firstImages) / (seconds - firstBatch / 1000),
       cpuSeconds: ((u) => (u.user + u.system) / 1e6)(process.cpuUsage()),
-      augment: o.augment, batchSize: o.batchSize, workers: o.workers ?? availableParallelism(),
+      augment: o.augment, batchSize: o.batchSize, workers: o.workers ?? Math.ceil(availableParallelism() / 2),
+      // libvips' decoding threads, as set for this process (null: libuv's default of 4).
+      uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ? Number(process.env.UV_THREADPOOL_SIZE) : null,
     };
     emit(o.json, result, (r) =>
       `${r.images} images in ${r.seconds.toFixed(2)} s from start: ${r.imagesPerSecond.toFixed(1)} images/s (first batch after ${r.startupSeconds.toFixed(2)} s, then ${r.steadyImagesPerSecond.toFixed(1)}/s; ${r.skipped} skipped)`);
