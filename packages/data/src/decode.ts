@@ -38,13 +38,6 @@ export interface DecodeOptions {
   readonly limitInputPixels: number;
 }
 
-/** A sample's output size: `views` images of `width` x `height`. */
-interface Size {
-  readonly width: number;
-  readonly height: number;
-  readonly views: number;
-}
-
 /** Where a sample's floats go: a slot of a batch sized beforehand, else a new array of the sample's size. */
 type Target = Float32Array | undefined;
 
@@ -141,12 +134,12 @@ async function resample(image: Sharp, width: number, height: number, views: read
   return toFloats(shifted(views, l, top), src, hwc(r - l), t, shift, target);
 }
 
-/** What sharp needs to know of an encoded image before planning: its displayed size, and whether it is plain 8-bit YCbCr/RGB. */
+/** What the loader needs to know of an encoded image before planning: its displayed size, and how its pixels become 8-bit RGB. */
 export interface Header {
   readonly width: number;
   readonly height: number;
   readonly orientation: number;
-  /** False for anything but a 3-component 8-bit JPEG: grayscale, CMYK, alpha, 16-bit need converting to 8-bit sRGB. */
+  /** False for anything but a 3-component 8-bit JPEG: grayscale, CMYK, alpha, 16-bit need converting to 8-bit RGB. */
   readonly plain: boolean;
   /** A 4-component (CMYK or YCCK) JPEG. */
   readonly cmyk?: boolean;
