@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, jpegHeader, loadImage, type DecodeOptions, type Decoded } from './decode.js';
+import { decodeBatch, decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, jpegHeader, loadImage, type DecodeOptions, type Decoded } from './decode.js';
 import { keyedRandom } from './random.js';
 import { centerCropEval, plan, type Transform } from './transforms.js';
 
@@ -144,6 +144,24 @@ describe('decodeFile', () => {
     await expect(decodeFile(await file('cut.jpg', jpeg.subarray(0, 300)), 0, 0, plain)).rejects.toThrow(/premature end/i);
     await expect(decodeFile(await file('big.jpg', jpeg), 0, 0, { ...plain, limitInputPixels: 64 * 64 - 1 })).rejects.toThrow(/exceeds pixel limit/);
     await expect(decodeFile(join(dir, 'absent.jpg'), 0, 0, plain)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('decodeBatch', () => {
+  it("names each bad sample's own problem, though libvips shares one error buffer between decodes at once", async () => {
+    const good = await sharp(redBlue(), raw(16, 8)).resize(40, 30).jpeg().toBuffer();
+    const bad = [good.subarray(0, good.length / 4), good.subarray(0, good.length / 2), randomBytes(300)];
+    // Each alone, one after another: the reference reasons.
+    const alone: string[] = [];
+    for (const b of bad) alone.push(await decodeFile(b, 0, 0, plain).then(() => 'decoded', (e: Error) => e.message));
+    expect(new Set(alone).size).toBe(3); // three different problems
+    expect(alone).not.toContain('decoded');
+    // Many at once, so that without the retry messages are all but sure to mix.
+    const round = [...bad, good];
+    const items = Array.from({ length: 8 }, () => round).flat().map((bytes, index) => ({ image: { kind: 'encoded', bytes } as const, epoch: 0, index }));
+    const batch = await decodeBatch(items, plain);
+    expect(batch.skipped).toEqual(Array.from({ length: 8 }, () => [...alone, undefined]).flat());
+    expect(batch.images).toHaveLength(8 * 3 * 40 * 30);
   });
 });
 

@@ -284,16 +284,19 @@ export async function decodeBatch(items: readonly BatchItem[], o: DecodeOptions)
   // Every sample at once: libvips decodes them on libuv's threads while this thread writes the floats
   // of those done, so one thread keeps about two cores busy. Files are read synchronously: the thread
   // has nothing else to do meanwhile, and a read through libuv's pool would queue behind the decodes.
-  const results = await Promise.all(
-    items.map(async ({ image, epoch, index }, k): Promise<Decoded | string> => {
-      try {
-        const input: SampleInput = typeof image === 'string' ? { kind: 'encoded', bytes: readFileSync(image) } : image;
-        return await decodeSample(input, epoch, index, o, slots?.subarray(k * per, (k + 1) * per));
-      } catch (e) {
-        return (e as Error).message;
-      }
-    }),
-  );
+  const attempt = async (k: number): Promise<Decoded | string> => {
+    const { image, epoch, index } = items[k];
+    try {
+      const input: SampleInput = typeof image === 'string' ? { kind: 'encoded', bytes: readFileSync(image) } : image;
+      return await decodeSample(input, epoch, index, o, slots?.subarray(k * per, (k + 1) * per));
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const results = await Promise.all(items.map((_, k) => attempt(k)));
+  // libvips keeps one error buffer for the whole process: samples failing at once swap or lose each
+  // other's messages. A failed sample is tried again alone, so the reason reported is its own.
+  for (const [k, r] of results.entries()) if (typeof r === 'string') results[k] = await attempt(k);
   const skipped = results.map((r) => (typeof r === 'string' ? r : undefined));
   const kept = results.flatMap((r, k) => (typeof r === 'string' ? [] : [k]));
   const first = results[kept[0]] as Decoded | undefined;
