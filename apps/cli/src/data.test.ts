@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
@@ -118,6 +118,20 @@ describe('residual data bench', () => {
     expect(r.imagesPerSecond).toBeCloseTo(r.images / r.seconds, 6);
     const paper = await json(['data', 'bench', `imagenet:${tree}`, '--split', 'train', '--augment', 'paper', '--batch-size', '4', '--workers', '1']);
     expect([paper.images, paper.skipped]).toEqual([8, 1]);
+    // Times count from the process's start: start-up (to the first batch) is part of them, and also given apart.
+    expect(paper.startupSeconds).toBeGreaterThan(0);
+    expect(paper.startupSeconds).toBeLessThan(paper.seconds);
+    expect(paper.steadyImagesPerSecond).toBeGreaterThan(0);
+    // The installed command sizes libuv's pool (libvips' decoding threads) to the cores, unless told.
+    const bin = fileURLToPath(new URL('../bin/residual.cjs', import.meta.url));
+    const sized = (entry: string, env: NodeJS.ProcessEnv) => {
+      const run = spawnSync(process.execPath, [entry, 'data', 'bench', `cifar10:${cifar}`, '--augment', 'cifar', '--workers', '0', '--json'], { env, encoding: 'utf8' });
+      return JSON.parse(run.stdout).uvThreadpoolSize;
+    };
+    const { UV_THREADPOOL_SIZE: _, ...unset } = process.env;
+    expect(sized(MAIN, unset)).toBeNull();
+    expect(sized(bin, unset)).toBe(Math.max(4, availableParallelism()));
+    expect(sized(bin, { ...unset, UV_THREADPOOL_SIZE: '7' })).toBe(7);
     const bad = await cli(['data', 'bench', `cifar10:${cifar}`, '--augment', 'autoaugment']);
     expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining('--augment: ')]);
   });
@@ -150,6 +164,20 @@ describe('residual data shards make', () => {
     expect(inspected.unreadableFiles[0]).toMatch(/train-00000\d\.tar#000000004$/);
     const pattern = await json(['data', 'bench', `shards:${out}/train-{000000..000002}.tar`, '--augment', 'none', '--batch-size', '3', '--workers', '1']);
     expect([pattern.images, pattern.skipped]).toEqual([8, 1]);
+  });
+
+  it('re-encodes with --max-side/--quality and stores pixels with --raw, refusing them together', async () => {
+    const jpeg = join(root, 'shards-480');
+    expect(await json(['data', 'shards', 'make', `imagenet:${tree}`, jpeg, '--max-side', '480', '--quality', '90'])).toMatchObject({ splits: { train: { samples: 9 } } });
+    expect(JSON.parse(await readFile(join(jpeg, 'shards.json'), 'utf8')).jpeg).toEqual({ maxSide: 480, quality: 90 });
+    const raw = join(root, 'shards-raw');
+    await json(['data', 'shards', 'make', `cifar10:${cifar}`, raw, '--raw', '32']);
+    const streamed = await json(['data', 'bench', `shards:${raw}`, '--augment', 'cifar', '--batch-size', '8', '--workers', '1']);
+    expect([streamed.images, streamed.skipped]).toEqual([20, 0]);
+    const both = await cli(['data', 'shards', 'make', `imagenet:${tree}`, join(root, 'x'), '--max-side', '480', '--raw', '32']);
+    expect([both.code, both.stderr]).toEqual([2, expect.stringContaining('not both')]);
+    const quality = await cli(['data', 'shards', 'make', `imagenet:${tree}`, join(root, 'y'), '--quality', '90']);
+    expect([quality.code, quality.stderr]).toEqual([2, expect.stringContaining('--quality applies to --max-side')]);
   });
 });
 

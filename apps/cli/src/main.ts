@@ -1,17 +1,6 @@
 #!/usr/bin/env node
 /** The `residual` command. */
 import { Command, CommanderError } from 'commander';
-import { registerTrain } from './commands/train.js';
-import { registerEval } from './commands/eval.js';
-import { registerPredict } from './commands/predict.js';
-import { registerExport } from './commands/export.js';
-import { registerBench } from './commands/bench.js';
-import { registerDevices } from './commands/devices.js';
-import { registerWeights } from './commands/weights.js';
-import { registerData } from './commands/data.js';
-import { registerPlot } from './commands/plot.js';
-import { registerReproduce } from './commands/reproduce.js';
-import { registerAnalyze } from './commands/analyze.js';
 import { UsageError } from './options.js';
 
 const program = new Command('residual')
@@ -20,7 +9,23 @@ const program = new Command('residual')
   .showHelpAfterError()
   .exitOverride();
 
-for (const register of [registerTrain, registerEval, registerPredict, registerExport, registerBench, registerPlot, registerReproduce, registerAnalyze, registerWeights, registerDevices, registerData]) register(program);
+// Each command's module is loaded only when it is the one asked for (all of them for help): they
+// import the models, backends and sharp, and loading them all cost `residual data bench` half a second.
+const commands: Record<string, () => Promise<(program: Command) => void>> = {
+  train: async () => (await import('./commands/train.js')).registerTrain,
+  eval: async () => (await import('./commands/eval.js')).registerEval,
+  predict: async () => (await import('./commands/predict.js')).registerPredict,
+  export: async () => (await import('./commands/export.js')).registerExport,
+  bench: async () => (await import('./commands/bench.js')).registerBench,
+  plot: async () => (await import('./commands/plot.js')).registerPlot,
+  reproduce: async () => (await import('./commands/reproduce.js')).registerReproduce,
+  analyze: async () => (await import('./commands/analyze.js')).registerAnalyze,
+  weights: async () => (await import('./commands/weights.js')).registerWeights,
+  devices: async () => (await import('./commands/devices.js')).registerDevices,
+  data: async () => (await import('./commands/data.js')).registerData,
+};
+const asked = commands[process.argv[2]];
+for (const load of asked ? [asked] : Object.values(commands)) (await load())(program);
 
 try {
   await program.parseAsync(process.argv);

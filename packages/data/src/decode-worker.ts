@@ -1,12 +1,17 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { decodeFile, type DecodeOptions } from './decode.js';
+import { decodeBatch, sharp, type DecodeOptions } from './decode.js';
 import type { Reply, Task } from './pool.js';
 
+// The pool runs one worker per core, each decoding one image at a time in libvips: more libvips
+// threads per image would only contend for the same cores, and no input is ever read twice.
+sharp.concurrency(1);
+sharp.cache(false);
 const options = workerData as DecodeOptions;
 const port = parentPort!;
 port.on('message', (task: Task) => {
-  decodeFile(task.image, task.epoch, task.index, options).then(
-    (decoded) => port.postMessage({ id: task.id, decoded } satisfies Reply, [decoded.data.buffer]),
-    (e: Error) => port.postMessage({ id: task.id, reason: e.message } satisfies Reply),
+  decodeBatch(task.items, options).then(
+    (batch) => port.postMessage({ id: task.id, batch } satisfies Reply, [batch.images.buffer]),
+    (e: Error) => port.postMessage({ id: task.id, error: e.message } satisfies Reply),
   );
 });
+port.postMessage('ready');

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, loadImage, type DecodeOptions, type Decoded } from './decode.js';
+import { decodeBatch, decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, jpegHeader, loadImage, type DecodeOptions, type Decoded } from './decode.js';
 import { keyedRandom } from './random.js';
 import { centerCropEval, plan, type Transform } from './transforms.js';
 
@@ -32,6 +32,32 @@ async function file(name: string, bytes: Uint8Array): Promise<string> {
 
 const rgb = (d: Decoded, x: number, y: number) => [0, 1, 2].map((c) => d.data[c * d.width * d.height + y * d.width + x]);
 const close = (got: number[], want: number[], tol = 0.06) => got.every((v, c) => Math.abs(v - want[c]) <= tol);
+
+/**
+ * PIL's resampling with its bilinear (triangle) filter, in float64, one axis at a time: each output
+ * pixel is the weighted mean of the source pixels within the filter's support around its centre,
+ * weights normalised over the pixels inside the image. A reference written as a convolution, not as
+ * interpolation between two neighbours, which is how the package computes it.
+ */
+function triangleResize(img: number[][], w: number, h: number): number[][] {
+  const axis = (line: number[], size: number) => {
+    const scale = line.length / size;
+    const support = Math.max(1, scale);
+    return Array.from({ length: size }, (_, i) => {
+      const centre = (i + 0.5) * scale;
+      let [sum, norm] = [0, 0];
+      for (let j = Math.max(0, Math.floor(centre - support)); j < Math.min(line.length, Math.ceil(centre + support)); j++) {
+        const weight = Math.max(0, 1 - Math.abs((j + 0.5 - centre) / support));
+        sum += weight * line[j];
+        norm += weight;
+      }
+      return sum / norm;
+    });
+  };
+  const rows = img.map((row) => axis(row, w));
+  const cols = Array.from({ length: w }, (_, x) => axis(rows.map((r) => r[x]), h));
+  return Array.from({ length: h }, (_, y) => cols.map((col) => col[y]));
+}
 
 describe('decodeFile', () => {
   it('decodes a JPEG to CHW floats of pixel / 255', async () => {
@@ -69,11 +95,30 @@ describe('decodeFile', () => {
     expect(red[0]).toBeGreaterThan(0.8);
     expect(Math.max(red[1], red[2])).toBeLessThan(0.2);
     expect(blue[2]).toBeGreaterThan(Math.max(blue[0], blue[1]) + 0.2);
+    // As PIL converts CMYK (what torchvision trains on): R = (255 - C)(255 - K) / 255, no ICC profile.
+    const cmykJpeg = await sharp(redBlue(), raw(16, 8)).toColourspace('cmyk').jpeg().toBuffer();
+    const bands = await sharp(cmykJpeg).pipelineColourspace('cmyk').toColourspace('cmyk').raw().toBuffer();
+    for (const [x, y] of [[2, 4], [13, 4], [7, 0]]) {
+      const at = 4 * (16 * y + x);
+      const want = [0, 1, 2].map((c) => Math.round(((255 - bands[at + c]) * (255 - bands[at + 3])) / 255) / 255);
+      expect(rgb(cmyk, x, y)).toEqual(want.map((v) => expect.closeTo(v, 6)));
+    }
 
     const alpha = await decodeFile(await file('alpha.png', await sharp(redBlue(), raw(16, 8)).ensureAlpha(0.5).png().toBuffer()), 0, 0, plain);
     expect(rgb(alpha, 2, 4)).toEqual([1, 0, 0]);
     const deep = await decodeFile(await file('deep.png', await sharp(redBlue(), raw(16, 8)).toColourspace('rgb16').png().toBuffer()), 0, 0, plain);
     expect(rgb(deep, 13, 4)).toEqual([0, 0, 1]);
+  });
+
+  it('ignores an embedded ICC profile, as PIL does: the same pixels as the file without it', async () => {
+    const tagged = await sharp(redBlue(), raw(16, 8)).resize(40, 20).withIccProfile('p3').jpeg().toBuffer();
+    // Cut the profile's APP2 segment out of the file; the coded image is untouched.
+    const app2 = tagged.indexOf(Buffer.from('ICC_PROFILE')) - 4;
+    expect(tagged.subarray(app2, app2 + 2)).toEqual(Buffer.from([0xff, 0xe2]));
+    const stripped = Buffer.concat([tagged.subarray(0, app2), tagged.subarray(app2 + 2 + tagged.readUInt16BE(app2 + 2))]);
+    expect((await sharp(stripped).metadata()).icc).toBeUndefined();
+    const t = { ...plain, transform: { steps: [{ op: 'centerCrop', size: 12 }] } } as const;
+    expect((await decodeFile(tagged, 0, 0, t)).data).toEqual((await decodeFile(stripped, 0, 0, t)).data);
   });
 
   it('decodes by content, not by name: a PNG named .JPEG', async () => {
@@ -99,6 +144,45 @@ describe('decodeFile', () => {
     await expect(decodeFile(await file('cut.jpg', jpeg.subarray(0, 300)), 0, 0, plain)).rejects.toThrow(/premature end/i);
     await expect(decodeFile(await file('big.jpg', jpeg), 0, 0, { ...plain, limitInputPixels: 64 * 64 - 1 })).rejects.toThrow(/exceeds pixel limit/);
     await expect(decodeFile(join(dir, 'absent.jpg'), 0, 0, plain)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('decodeBatch', () => {
+  it("names each bad sample's own problem, though libvips shares one error buffer between decodes at once", async () => {
+    const good = await sharp(redBlue(), raw(16, 8)).resize(40, 30).jpeg().toBuffer();
+    const bad = [good.subarray(0, good.length / 4), good.subarray(0, good.length / 2), randomBytes(300)];
+    // Each alone, one after another: the reference reasons.
+    const alone: string[] = [];
+    for (const b of bad) alone.push(await decodeFile(b, 0, 0, plain).then(() => 'decoded', (e: Error) => e.message));
+    expect(new Set(alone).size).toBe(3); // three different problems
+    expect(alone).not.toContain('decoded');
+    // Many at once, so that without the retry messages are all but sure to mix.
+    const round = [...bad, good];
+    const items = Array.from({ length: 8 }, () => round).flat().map((bytes, index) => ({ image: { kind: 'encoded', bytes } as const, epoch: 0, index }));
+    const batch = await decodeBatch(items, plain);
+    expect(batch.skipped).toEqual(Array.from({ length: 8 }, () => [...alone, undefined]).flat());
+    expect(batch.images).toHaveLength(8 * 3 * 40 * 30);
+  });
+});
+
+describe('jpegHeader', () => {
+  it("reads what sharp's metadata() says: displayed size, orientation, and whether the pixels need converting", async () => {
+    const base = () => sharp(redBlue(), raw(16, 8)).resize(48, 20);
+    const cases = [
+      ...[1, 2, 3, 4, 5, 6, 7, 8].map((orientation) => base().jpeg().withMetadata({ orientation })),
+      base().jpeg({ progressive: true }),
+      base().toColourspace('b-w').jpeg(),
+      base().toColourspace('cmyk').jpeg(),
+    ];
+    for (const image of cases) {
+      const bytes = await image.toBuffer();
+      const meta = await sharp(bytes, { autoOrient: true }).metadata();
+      const baseline = !meta.isProgressive;
+      expect(jpegHeader(bytes)).toEqual({ ...meta.autoOrient, orientation: meta.orientation ?? 1, plain: meta.channels === 3, cmyk: meta.channels === 4, baseline });
+    }
+    const jpeg = await base().jpeg().toBuffer();
+    expect(jpegHeader(await base().png().toBuffer())).toBeUndefined();
+    expect(jpegHeader(jpeg.subarray(0, 20))).toBeUndefined(); // cut before the frame header: sharp decides
   });
 });
 
@@ -146,13 +230,13 @@ describe('decodeSample on raw planes', () => {
     for (const d of others) expect(d.data).not.toEqual(a.data);
   });
 
-  it('resamples with sharp when a step resizes, matching sharp on the whole image', async () => {
+  it("enlarges as PIL's bilinear filter does (torchvision's Resize), computing only the crop", async () => {
     const d = await decodeSample(input, 0, 0, { ...plain, transform: { steps: [{ op: 'resize', size: 48 }, { op: 'centerCrop', size: 40 }] } });
-    const interleaved = Uint8Array.from({ length: planes.length }, (_, i) => planes[(i % 3) * 1024 + Math.floor(i / 3)]);
-    const big = await sharp(interleaved, raw(32, 32)).resize(48, 48, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
     expect([d.width, d.height]).toEqual([40, 40]);
-    for (const [x, y] of [[0, 0], [17, 3], [39, 39]]) {
-      expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => big[3 * ((y + 4) * 48 + x + 4) + c] / 255).map((v) => expect.closeTo(v, 6)));
+    const plane = (c: number) => Array.from({ length: 32 }, (_, y) => Array.from(planes.subarray(c * 1024 + 32 * y, c * 1024 + 32 * y + 32)));
+    const want = [0, 1, 2].map((c) => triangleResize(plane(c), 48, 48));
+    for (const [x, y] of [[0, 0], [17, 3], [39, 39], [5, 31]]) {
+      expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => expect.closeTo(want[c][y + 4][x + 4] / 255, 5)));
     }
   });
 });

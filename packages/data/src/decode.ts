@@ -1,7 +1,16 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import sharp, { type Sharp } from 'sharp';
+import { createRequire } from 'node:module';
+import type { Sharp } from 'sharp';
 import { keyedRandom } from './random.js';
-import { chw, hwc, lightingShift, plan, validateTransform, writeWindow, type Layout, type Placement, type RGB, type Transform } from './transforms.js';
+import { chw, hwc, lightingShift, outputSize, plan, upsampledSpan, validateTransform, writeUpsampled, writeWindow, type Layout, type Placement, type RGB, type Transform } from './transforms.js';
+
+/**
+ * sharp, from its CommonJS build: it loads in 50 ms against 120 for its ES module build, and every
+ * decoding worker loads it again. The package's one way in to sharp. (Under vitest, require() hands
+ * back a namespace with the function as its default.)
+ */
+export const sharp: typeof import('sharp').default = ((m) => m.default ?? m)(createRequire(import.meta.url)('sharp'));
 
 /** File name extensions (lower case) taken for images; sharp decodes by content, whatever the name says. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);
@@ -29,12 +38,22 @@ export interface DecodeOptions {
   readonly limitInputPixels: number;
 }
 
-function toFloats(views: readonly Placement[], src: Uint8Array, layout: Layout, transform: Transform, shift: RGB): Decoded {
+/** Where a sample's floats go: a slot of a batch sized beforehand, else a new array of the sample's size. */
+type Target = Float32Array | undefined;
+
+function floatsFor(views: readonly Placement[], target: Target): Float32Array {
   const [{ width, height }] = views;
-  const size = 3 * width * height;
-  const data = new Float32Array(views.length * size);
-  views.forEach((p, v) => writeWindow(src, layout, p, transform, data.subarray(v * size, (v + 1) * size), shift));
-  return { data, width, height, views: views.length };
+  const size = views.length * 3 * width * height;
+  if (!target) return new Float32Array(size);
+  if (target.length !== size) throw new Error(`came out ${views.length} x ${width}x${height}, not the size its batch was made for`);
+  return target;
+}
+
+function toFloats(views: readonly Placement[], src: Uint8Array, layout: Layout, transform: Transform, shift: RGB, target: Target): Float32Array {
+  const out = floatsFor(views, target);
+  const size = out.length / views.length;
+  views.forEach((p, v) => writeWindow(src, layout, p, transform, out.subarray(v * size, (v + 1) * size), shift));
+  return out;
 }
 
 function checkSize(p: Placement, limit: number): void {
@@ -43,12 +62,8 @@ function checkSize(p: Placement, limit: number): void {
   }
 }
 
-/**
- * Resamples `image` to the placements' source size (bilinear, as torchvision's Resize) and reads only
- * the part their windows need: libvips computes pixels on demand, so a crop of an enlarged image
- * costs the crop, not the enlargement.
- */
-async function resample(image: Sharp, views: readonly Placement[], resize: boolean, t: Transform, shift: RGB): Promise<Decoded> {
+/** The part [left, right) x [top, bottom) of the resampled image that the views read; at least one pixel. */
+function windowOf(views: readonly Placement[]): [number, number, number, number] {
   const [{ sourceWidth: sw, sourceHeight: sh }] = views;
   let [l, top, r, b] = [sw, sh, 0, 0];
   for (const p of views) {
@@ -57,30 +72,167 @@ async function resample(image: Sharp, views: readonly Placement[], resize: boole
     r = Math.max(r, Math.min(sw, p.clip[2], p.left + p.width));
     b = Math.max(b, Math.min(sh, p.clip[3], p.top + p.height));
   }
-  if (r <= l || b <= top) [l, top, r, b] = [0, 0, 1, 1]; // every view is padding: any pixel will do
-  if (resize) image = image.resize(sw, sh, { fit: 'fill', kernel: 'linear' });
-  if (l > 0 || top > 0 || r < sw || b < sh) image = image.extract({ left: l, top, width: r - l, height: b - top });
-  const { data, info } = await image.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== r - l || info.height !== b - top) {
-    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${r - l}x${b - top}x3`);
-  }
-  const moved = views.map((p) => ({ ...p, left: p.left - l, top: p.top - top, clip: [p.clip[0] - l, p.clip[1] - top, p.clip[2] - l, p.clip[3] - top] as const }));
-  return toFloats(moved, data, hwc(r - l), t, shift);
+  return r <= l || b <= top ? [0, 0, 1, 1] : [l, top, r, b]; // every view is padding: any pixel will do
 }
 
 /**
- * Decodes and transforms one sample. Randomness is keyed by (seed, epoch, index), so the result does
- * not depend on which thread runs it or when. Encoded images are auto-oriented from EXIF, converted
- * to 8-bit sRGB (grayscale, CMYK and alpha included) and resampled once, letting libjpeg shrink on load.
+ * How an image's pixels become 8-bit RGB: `plain` (3-component JPEG) as decoded; `cmyk` (4-component
+ * JPEG) as PIL converts it, R = (255 - C)(255 - K) / 255: libvips' ICC-based conversion cost 40 ms or
+ * more an image (building the transform), ten times PIL's, and torchvision's users train on PIL's;
+ * `convert` (grayscale, alpha, 16-bit, other formats) by libvips to sRGB.
  */
-export async function decodeSample(input: SampleInput, epoch: number, index: number, o: DecodeOptions): Promise<Decoded> {
+type Colour = 'plain' | 'cmyk' | 'convert';
+
+/** Raw 8-bit RGB of a sharp pipeline, checked to be the size asked for. */
+async function rgb(image: Sharp, width: number, height: number, colour: Colour): Promise<Uint8Array> {
+  if (colour === 'convert') image = image.removeAlpha().toColourspace('srgb');
+  if (colour === 'cmyk') image = image.pipelineColourspace('cmyk').toColourspace('cmyk');
+  const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  const bands = colour === 'cmyk' ? 4 : 3;
+  if (info.channels !== bands || info.width !== width || info.height !== height) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${width}x${height}x${bands}`);
+  }
+  if (colour !== 'cmyk') return data;
+  const out = new Uint8Array(3 * width * height);
+  for (let i = 0, j = 0; i < out.length; i += 3, j += 4) {
+    const k = 255 - data[j + 3];
+    out[i] = Math.round(((255 - data[j]) * k) / 255);
+    out[i + 1] = Math.round(((255 - data[j + 1]) * k) / 255);
+    out[i + 2] = Math.round(((255 - data[j + 2]) * k) / 255);
+  }
+  return out;
+}
+
+/** Views moved into a window that starts at (l, top). */
+const shifted = (views: readonly Placement[], l: number, top: number): Placement[] =>
+  views.map((p) => ({ ...p, left: p.left - l, top: p.top - top, clip: [p.clip[0] - l, p.clip[1] - top, p.clip[2] - l, p.clip[3] - top] as const }));
+
+/**
+ * Resamples `image` (`width` x `height`) to the placements' source size and reads only the part their
+ * windows need. Enlarging, libvips decodes just the source pixels under the window and writeUpsampled
+ * interpolates the crop straight into the floats. Otherwise libvips resizes (bilinear, as
+ * torchvision's Resize), computing pixels on demand; straight from the JPEG decoder, which then
+ * shrinks on load where the scale allows.
+ */
+async function resample(image: Sharp, width: number, height: number, views: readonly Placement[], colour: Colour, t: Transform, shift: RGB, target: Target): Promise<Float32Array> {
+  const [{ sourceWidth: sw, sourceHeight: sh }] = views;
+  const [l, top, r, b] = windowOf(views);
+  if (sw >= width && sh >= height && (sw > width || sh > height)) {
+    const [x0, x1] = upsampledSpan(width, sw, l, r);
+    const [y0, y1] = upsampledSpan(height, sh, top, b);
+    if (x0 > 0 || y0 > 0 || x1 < width || y1 < height) image = image.extract({ left: x0, top: y0, width: x1 - x0, height: y1 - y0 });
+    const src = await rgb(image, x1 - x0, y1 - y0, colour);
+    const w = { left: x0, top: y0, width: x1 - x0, height: y1 - y0, fullWidth: width, fullHeight: height };
+    const out = floatsFor(views, target);
+    const size = out.length / views.length;
+    views.forEach((p, v) => writeUpsampled(src, w, p, t, out.subarray(v * size, (v + 1) * size), shift));
+    return out;
+  }
+  if (sw !== width || sh !== height) image = image.resize(sw, sh, { fit: 'fill', kernel: 'linear' });
+  if (l > 0 || top > 0 || r < sw || b < sh) image = image.extract({ left: l, top, width: r - l, height: b - top });
+  const src = await rgb(image, r - l, b - top, colour);
+  return toFloats(shifted(views, l, top), src, hwc(r - l), t, shift, target);
+}
+
+/** What the loader needs to know of an encoded image before planning: its displayed size, and how its pixels become 8-bit RGB. */
+export interface Header {
+  readonly width: number;
+  readonly height: number;
+  readonly orientation: number;
+  /** False for anything but a 3-component 8-bit JPEG: grayscale, CMYK, alpha, 16-bit need converting to 8-bit RGB. */
+  readonly plain: boolean;
+  /** A 4-component (CMYK or YCCK) JPEG. */
+  readonly cmyk?: boolean;
+  /** A baseline (sequential) JPEG, which decodes in one pass; progressive ones take several. */
+  readonly baseline?: boolean;
+}
+
+const u16 = (b: Uint8Array, at: number, little = false) => (little ? b[at] | (b[at + 1] << 8) : (b[at] << 8) | b[at + 1]);
+const u32 = (b: Uint8Array, at: number, little: boolean) => (little ? u16(b, at, true) + u16(b, at + 2, true) * 65536 : u16(b, at) * 65536 + u16(b, at + 2));
+
+/** The EXIF orientation in an APP1 segment's bytes [at, end), or 1. */
+function exifOrientation(b: Uint8Array, at: number, end: number): number {
+  if (end - at < 14 || String.fromCharCode(...b.subarray(at, at + 4)) !== 'Exif') return 1;
+  const tiff = at + 6;
+  const little = b[tiff] === 0x49;
+  const ifd = tiff + u32(b, tiff + 4, little);
+  if (ifd + 2 > end) return 1;
+  for (let k = 0, n = u16(b, ifd, little); k < n && ifd + 14 + 12 * k <= end; k++) {
+    const entry = ifd + 2 + 12 * k;
+    if (u16(b, entry, little) === 0x0112) return u16(b, entry + 8, little);
+  }
+  return 1;
+}
+
+/**
+ * Reads a JPEG's size, component count and EXIF orientation from its markers, without decoding: a
+ * call to sharp's metadata() costs about as much CPU as a quarter of the decode of a 224x224 image.
+ * Undefined for anything else, or anything unusual, which then goes through metadata().
+ */
+export function jpegHeader(b: Uint8Array): Header | undefined {
+  if (b[0] !== 0xff || b[1] !== 0xd8) return undefined;
+  let orientation = 1;
+  for (let at = 2; at + 4 <= b.length; ) {
+    if (b[at] !== 0xff) return undefined;
+    const marker = b[at + 1];
+    if (marker === 0xff) {
+      at++; // fill byte
+      continue;
+    }
+    const end = at + 2 + u16(b, at + 2);
+    if (marker === 0xe1) orientation = exifOrientation(b, at + 4, Math.min(end, b.length));
+    else if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+      if (at + 10 > b.length || b[at + 4] !== 8) return undefined;
+      const [height, width, components] = [u16(b, at + 5), u16(b, at + 7), b[at + 9]];
+      if (width === 0 || height === 0 || orientation < 1 || orientation > 8) return undefined;
+      const turned = orientation >= 5;
+      const size = { width: turned ? height : width, height: turned ? width : height };
+      return { ...size, orientation, plain: components === 3, cmyk: components === 4, baseline: marker === 0xc0 || marker === 0xc1 };
+    } else if (marker === 0xda || marker === 0xd9) return undefined;
+    at = end;
+  }
+  return undefined;
+}
+
+/**
+ * A sharp pipeline for encoded bytes, with the image's displayed size and how its colours become RGB.
+ * The image is turned only when EXIF asks: sharp then orients before any crop, which costs
+ * shrink-on-load. Embedded ICC profiles are ignored, as PIL ignores them: torchvision's weights were
+ * trained on those pixels, and libvips' transform cost more than the decoding (7 ms against 3 for a
+ * 500x375 JPEG).
+ */
+async function open(bytes: Uint8Array, limitInputPixels: number): Promise<{ image: Sharp; header: Header; colour: Colour }> {
+  let header = jpegHeader(bytes);
+  if (!header || header.width * header.height > limitInputPixels) {
+    const meta = await sharp(bytes, { autoOrient: true, limitInputPixels }).metadata();
+    header = { ...meta.autoOrient, orientation: meta.orientation ?? 1, plain: false };
+  }
+  const image = sharp(bytes, { autoOrient: header.orientation > 1, ignoreIcc: true, limitInputPixels });
+  return { image, header, colour: header.plain ? 'plain' : header.cmyk ? 'cmyk' : 'convert' };
+}
+
+/** An encoded image decoded whole, upright, as 8-bit RGB exactly as the loader sees it (for preprocessing it once). */
+export async function decodeRgb(bytes: Uint8Array, limitInputPixels = DEFAULT_PIXEL_LIMIT): Promise<{ data: Uint8Array; width: number; height: number }> {
+  const { image, header, colour } = await open(bytes, limitInputPixels);
+  return { data: await rgb(image, header.width, header.height, colour), width: header.width, height: header.height };
+}
+
+/**
+ * Decodes and transforms one sample, into `target` when given (a batch's slot, which must be the
+ * sample's size). Randomness is keyed by (seed, epoch, index), so the result does not depend on which
+ * thread runs it or when. Encoded images are auto-oriented from EXIF, converted to 8-bit RGB as PIL
+ * does (grayscale, CMYK and alpha included; embedded ICC profiles ignored) and resampled once,
+ * letting libjpeg shrink on load.
+ */
+export async function decodeSample(input: SampleInput, epoch: number, index: number, o: DecodeOptions, target?: Float32Array): Promise<Decoded> {
   const rand = keyedRandom(o.seed, epoch, index);
+  const done = (views: readonly Placement[], data: Float32Array): Decoded => ({ data: data as Float32Array<ArrayBuffer>, width: views[0].width, height: views[0].height, views: views.length });
   if (input.kind === 'planes') {
     const views = plan(o.transform.steps, input.width, input.height, rand);
     const [p] = views;
     const shift = lightingShift(o.transform, rand);
     if (p.sourceWidth === input.width && p.sourceHeight === input.height) {
-      return toFloats(views, input.pixels, chw(input.width, input.height), o.transform, shift);
+      return done(views, toFloats(views, input.pixels, chw(input.width, input.height), o.transform, shift, target));
     }
     checkSize(p, o.limitInputPixels);
     const planes = input.pixels;
@@ -88,22 +240,82 @@ export async function decodeSample(input: SampleInput, epoch: number, index: num
     const interleaved = new Uint8Array(3 * n);
     for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) interleaved[3 * i + c] = planes[c * n + i];
     const raw = { width: input.width, height: input.height, channels: 3 as const };
-    return resample(sharp(interleaved, { raw }), views, true, o.transform, shift);
+    return done(views, await resample(sharp(interleaved, { raw }), input.width, input.height, views, 'plain', o.transform, shift, target));
   }
-  const options = { autoOrient: true, limitInputPixels: o.limitInputPixels } as const;
-  const meta = await sharp(input.bytes, options).metadata();
-  const { width, height } = meta.autoOrient; // sharp has already refused inputs over the pixel limit
+  const { image, header, colour } = await open(input.bytes, o.limitInputPixels);
+  const { width, height } = header;
   const views = plan(o.transform.steps, width, height, rand);
-  const [p] = views;
   const shift = lightingShift(o.transform, rand);
-  checkSize(p, o.limitInputPixels);
-  const resize = p.sourceWidth !== width || p.sourceHeight !== height;
-  return resample(sharp(input.bytes, options), views, resize, o.transform, shift);
+  checkSize(views[0], o.limitInputPixels);
+  return done(views, await resample(image, width, height, views, colour, o.transform, shift, target));
 }
 
 /** Decodes one encoded image, a file or its bytes; see decodeSample. */
 export async function decodeFile(image: string | Uint8Array, epoch: number, index: number, o: DecodeOptions): Promise<Decoded> {
   return decodeSample({ kind: 'encoded', bytes: typeof image === 'string' ? await readFile(image) : image }, epoch, index, o);
+}
+
+/** One sample of a batch: an image file, or its input; and the (epoch, index) its draws are keyed by. */
+export interface BatchItem {
+  readonly image: string | SampleInput;
+  readonly epoch: number;
+  readonly index: number;
+}
+
+/** A batch of decoded samples: the kept ones' floats one after another, and why each other one was skipped. */
+export interface DecodedBatch {
+  readonly images: Float32Array<ArrayBuffer>;
+  readonly width: number;
+  readonly height: number;
+  readonly views: number;
+  /** Per item: undefined when it was kept (kept samples keep their order), else why it was skipped. */
+  readonly skipped: readonly (string | undefined)[];
+}
+
+/**
+ * Decodes a batch into one array, the only copy of its pixels: when the transform fixes the output
+ * size, each sample writes its floats straight into its slot. Bad samples are skipped (with their
+ * reason); samples of different sizes are an error, as they cannot share a batch.
+ */
+export async function decodeBatch(items: readonly BatchItem[], o: DecodeOptions): Promise<DecodedBatch> {
+  const fixed = outputSize(o.transform.steps);
+  const per = fixed ? fixed.views * 3 * fixed.width * fixed.height : 0;
+  const slots = fixed && new Float32Array(items.length * per);
+  // Every sample at once: libvips decodes them on libuv's threads while this thread writes the floats
+  // of those done, so one thread keeps about two cores busy. Files are read synchronously: the thread
+  // has nothing else to do meanwhile, and a read through libuv's pool would queue behind the decodes.
+  const attempt = async (k: number): Promise<Decoded | string> => {
+    const { image, epoch, index } = items[k];
+    try {
+      const input: SampleInput = typeof image === 'string' ? { kind: 'encoded', bytes: readFileSync(image) } : image;
+      return await decodeSample(input, epoch, index, o, slots?.subarray(k * per, (k + 1) * per));
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const results = await Promise.all(items.map((_, k) => attempt(k)));
+  // libvips keeps one error buffer for the whole process: samples failing at once swap or lose each
+  // other's messages. A failed sample is tried again alone, so the reason reported is its own.
+  for (const [k, r] of results.entries()) if (typeof r === 'string') results[k] = await attempt(k);
+  const skipped = results.map((r) => (typeof r === 'string' ? r : undefined));
+  const kept = results.flatMap((r, k) => (typeof r === 'string' ? [] : [k]));
+  const first = results[kept[0]] as Decoded | undefined;
+  const size = fixed ?? first ?? { width: 0, height: 0, views: 1 };
+  if (slots) {
+    kept.forEach((k, j) => j !== k && slots.copyWithin(j * per, k * per, (k + 1) * per));
+    // A batch that lost samples is cut to its own buffer, for consumers that read `images.buffer` whole.
+    return { images: kept.length === items.length ? slots : slots.slice(0, kept.length * per), ...size, skipped };
+  }
+  const each = first ? first.data.length : 0;
+  const images = new Float32Array(kept.length * each);
+  kept.forEach((k, j) => {
+    const d = results[k] as Decoded;
+    if (d.width !== first!.width || d.height !== first!.height) {
+      throw new Error(`sample ${items[k].index} came out ${d.width}x${d.height} but sample ${items[kept[0]].index} ${first!.width}x${first!.height}; end the transform with a crop to one size`);
+    }
+    images.set(d.data, j * each);
+  });
+  return { images, width: size.width, height: size.height, views: size.views, skipped };
 }
 
 /**

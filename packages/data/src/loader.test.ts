@@ -182,6 +182,45 @@ describe('createLoader', () => {
     }
   });
 
+  it('resumes and splits ranks in workers as on the main thread: the same samples, the same pixels', async () => {
+    const t: Transform = { steps: [{ op: 'randomResizedCrop', size: 12 }, { op: 'hflip' }] };
+    const o = options({ source: folder, transform: t, batchSize: 3 });
+    const loaders: Loader[] = [];
+    const make = async (more: Partial<LoaderOptions>) => {
+      const l = await createLoader({ ...o, workers: 2, ...more });
+      loaders.push(l);
+      return l;
+    };
+    try {
+      const inProcess = await take(await createLoader({ ...o, workers: 0, state: { epoch: 1, position: 0 } }));
+      const first = await make({ state: { epoch: 1, position: 0 } });
+      const head = await take(first, 2);
+      const resumed = await take(await make({ state: first.state() }));
+      expect([...head, ...resumed]).toEqual(inProcess);
+      const ranks = await Promise.all([0, 1].map(async (rank) => take(await make({ rank, worldSize: 2, state: { epoch: 1, position: 0 } }))));
+      const mainRanks = await Promise.all([0, 1].map(async (rank) => take(await createLoader({ ...o, workers: 0, rank, worldSize: 2, state: { epoch: 1, position: 0 } }))));
+      expect(ranks).toEqual(mainRanks);
+      expect(ranks.flat().flatMap((b) => b.indices).sort((a, b) => a - b)).toEqual(inProcess.flatMap((b) => b.indices).sort((a, b) => a - b));
+    } finally {
+      await Promise.all(loaders.map((l) => l.close()));
+    }
+  });
+
+  it('gives each batch an array of its own, exactly its samples, when some were skipped', async () => {
+    const loader = await createLoader(options({ source: folder, transform: { steps: [{ op: 'centerCrop', size: 8 }] }, batchSize: 5, workers: 1 }));
+    try {
+      const batches = await take(loader);
+      expect(batches.flatMap((b) => b.indices)).toHaveLength(12);
+      expect(batches.some((b) => b.labels.length < 5 && b !== batches.at(-1))).toBe(true); // a batch lost a bad file
+      for (const b of batches) {
+        expect(b.images.length).toBe(b.labels.length * 3 * 8 * 8);
+        expect(b.images.buffer.byteLength).toBe(b.images.byteLength);
+      }
+    } finally {
+      await loader.close();
+    }
+  });
+
   it('refuses a batch of mixed sizes and bad options, naming them', async () => {
     const dir = join(root, 'mixed');
     for (const [name, w] of [['a/0.png', 8], ['a/1.png', 9]] as const) {

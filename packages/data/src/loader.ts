@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, type Decoded, type DecodeOptions } from './decode.js';
+import { decodeBatch, DEFAULT_PIXEL_LIMIT, type BatchItem, type DecodedBatch, type DecodeOptions, type SampleInput } from './decode.js';
 import { DecodePool } from './pool.js';
 import { keyedRandom, permutation } from './random.js';
 import { planStream, streamReads, type Shard, type StreamedSample } from './shards.js';
@@ -60,9 +60,14 @@ export interface LoaderOptions {
   readonly transform?: Transform;
   /** Drop the last, short batch of an epoch; default false. */
   readonly dropLast?: boolean;
-  /** Decoding worker_threads for image files; 0 decodes on the main thread. Default min(4, cores - 1), at least 1. CIFAR's raw pixels never use workers. */
+  /**
+   * Decoding worker_threads for image files and shards, each decoding whole batches while the main
+   * thread only hands out work; 0 decodes on the main thread. Default: one per two cores, as a
+   * worker keeps libvips busy on about two (see the package README's benchmark for one against two
+   * on 2 cores). CIFAR's raw pixels never use workers.
+   */
   readonly workers?: number;
-  /** Batches prepared ahead of the consumer; nothing beyond them is decoded until one is taken. Default 2. */
+  /** Batches prepared ahead of the consumer; nothing beyond them is decoded until one is taken. Default max(2, workers), so every worker has a batch. */
   readonly prefetch?: number;
   /**
    * This process's share: rank in [0, worldSize). Rank r takes the samples at positions r, r +
@@ -96,6 +101,8 @@ export interface Loader extends AsyncIterable<Batch>, AsyncDisposable {
   readonly batches: number;
   /** Where the next iteration starts; save it to resume exactly. */
   state(): LoaderState;
+  /** Resolves once the decoding workers have started (each has loaded sharp); at once without workers. */
+  ready(): Promise<void>;
   report(): LoaderReport;
   /** Ends the decoding workers. */
   close(): Promise<void>;
@@ -105,12 +112,13 @@ function checkInt(name: string, v: number, min: number): void {
   if (!Number.isSafeInteger(v) || v < min) throw new Error(`createLoader: ${name} ${v} is not an integer >= ${min}`);
 }
 
-/** A sample on its way into a batch. */
+/** A sample on its way into a batch: its input, or why it has none. */
 interface Item {
   readonly index: number;
   readonly label: number;
   readonly file?: string;
-  readonly result: Promise<Decoded | string>;
+  readonly image?: string | SampleInput;
+  readonly reason?: string;
 }
 
 /** One epoch of this rank: the positions handed out in order, and the items at some of them. */
@@ -128,9 +136,10 @@ interface Epoch {
  * streamed: only what the shuffle buffer and the prefetched batches need is held in memory.
  */
 export async function createLoader(o: LoaderOptions): Promise<Loader> {
-  const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, prefetch = 2, shuffleBuffer = 1000 } = o;
+  const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, shuffleBuffer = 1000 } = o;
   const { rank = 0, worldSize = 1, limitInputPixels = DEFAULT_PIXEL_LIMIT, transform = { steps: [] } } = o;
-  const workers = o.workers ?? Math.max(1, Math.min(4, availableParallelism() - 1));
+  const workers = o.workers ?? Math.ceil(availableParallelism() / 2);
+  const prefetch = o.prefetch ?? Math.max(2, workers);
   checkInt('batchSize', batchSize, 1);
   checkInt('seed', seed, 0);
   checkInt('prefetch', prefetch, 1);
@@ -159,12 +168,9 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
   if (position > perRank) throw new Error(`createLoader: state.position ${position} is past the ${perRank} samples of an epoch`);
 
   const options: DecodeOptions = { transform, seed, limitInputPixels };
-  let pool: DecodePool | undefined;
-  const decodeImage = (image: string | Uint8Array, ep: number, index: number): Promise<Decoded | string> => {
-    if (workers === 0) return decodeFile(image, ep, index, options).catch((e: Error) => e.message);
-    pool ??= new DecodePool(workers, options);
-    return pool.run(image, ep, index);
-  };
+  const pooled = workers > 0 && samples?.kind !== 'planes';
+  // Started now, so the workers load while the caller does the rest of its setting up.
+  let pool = pooled ? new DecodePool(workers, options) : undefined;
 
   const indexedEpoch = (s: Samples, ep: number): Epoch => {
     const all = shuffle ? permutation(n, keyedRandom(seed, ep)) : null;
@@ -173,10 +179,10 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
       return all ? all[at] : at;
     });
     const item = (index: number): Item => {
-      if (s.kind === 'files') return { index, label: s.labels[index], file: s.files[index], result: decodeImage(s.files[index], ep, index) };
+      if (s.kind === 'files') return { index, label: s.labels[index], file: s.files[index], image: s.files[index] };
       const size = 3 * s.width * s.height;
       const input = { kind: 'planes', pixels: s.pixels.subarray(index * size, (index + 1) * size), width: s.width, height: s.height } as const;
-      return { index, label: s.labels[index], result: decodeSample(input, ep, index, options).catch((e: Error) => e.message) };
+      return { index, label: s.labels[index], image: input };
     };
     return { order, items: async (indices) => Array.from(indices, item), close: async () => {} };
   };
@@ -197,10 +203,15 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
     const toItem = ({ shard, position: at, sample }: StreamedSample): Item => {
       const index = offsets[shard] + at;
       const file = `${list[shard].url}#${sample.key}`;
-      const { label = -1, image } = sample;
+      const { label = -1, image, pixels } = sample;
+      const raw = source.rawSize;
       let reason = sample.reason;
       if (!reason && label >= source.classes.length) reason = `label ${label} is not below the ${source.classes.length} classes`;
-      return { index, label, file, result: reason ? Promise.resolve(reason) : decodeImage(image!, ep, index) };
+      if (!reason && pixels && (!raw || pixels.length !== 3 * raw.width * raw.height)) {
+        reason = raw ? `${pixels.length} bytes of pixels, not 3 x ${raw.width} x ${raw.height}` : 'raw .chw pixels, but no size for them in shards.json';
+      }
+      if (reason) return { index, label, file, reason };
+      return { index, label, file, image: pixels ? { kind: 'planes', pixels, width: raw!.width, height: raw!.height } : { kind: 'encoded', bytes: image! } };
     };
     // Batches take their samples from the one stream in turn; their decoding overlaps.
     let queue: Promise<unknown> = Promise.resolve();
@@ -228,40 +239,39 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
   let skipped = 0;
   const failures = new Map<number, SkippedSample>();
 
-  const loadBatch = async (pending: Promise<Item[]>): Promise<Batch | undefined> => {
+  const loadBatch = async (pending: Promise<Item[]>, ep: number): Promise<Batch | undefined> => {
     const items = await pending;
-    const results = await Promise.all(items.map((it) => it.result));
-    const kept: number[] = [];
-    let first: Decoded | undefined;
-    let firstIndex = 0;
-    results.forEach((r, k) => {
-      const { index, file } = items[k];
-      if (typeof r === 'string') {
-        const s: SkippedSample = file === undefined ? { index, reason: r } : { index, file, reason: r };
-        skipped++;
-        failures.set(index, s);
-        o.onSkip?.(s);
-        return;
+    const todo = items.filter((it) => it.reason === undefined);
+    const work: BatchItem[] = todo.map((it) => ({ image: it.image!, epoch: ep, index: it.index }));
+    let batch: DecodedBatch;
+    try {
+      if (pooled) pool ??= new DecodePool(workers, options);
+      batch = await (pool ? pool.run(work) : decodeBatch(work, options));
+    } catch (e) {
+      const message = (e as Error).message;
+      throw /^decode (worker failed|pool closed)/.test(message) ? e : new Error(`${source.spec} ${split}: ${message}`);
+    }
+    const reasons = new Map(todo.map((it, k) => [it, batch.skipped[k]]));
+    const kept: Item[] = [];
+    for (const it of items) {
+      const reason = it.reason ?? reasons.get(it);
+      if (reason === undefined) {
+        kept.push(it);
+        continue;
       }
-      if (!first) [first, firstIndex] = [r, index];
-      if (r.width !== first.width || r.height !== first.height) {
-        throw new Error(
-          `${source.spec} ${split}: sample ${index} came out ${r.width}x${r.height} but sample ${firstIndex} ${first.width}x${first.height}; end the transform with a crop to one size`,
-        );
-      }
-      kept.push(k);
-    });
-    if (!first) return undefined;
-    const { width, height, views } = first;
-    const size = views * 3 * width * height;
-    const images = new Float32Array(kept.length * size);
-    kept.forEach((k, j) => images.set((results[k] as Decoded).data, j * size));
+      const s: SkippedSample = it.file === undefined ? { index: it.index, reason } : { index: it.index, file: it.file, reason };
+      skipped++;
+      failures.set(it.index, s);
+      o.onSkip?.(s);
+    }
+    if (kept.length === 0) return undefined;
+    const { width, height, views } = batch;
     decoded += kept.length;
     return {
-      images,
-      labels: Int32Array.from(kept, (k) => items[k].label),
+      images: batch.images,
+      labels: Int32Array.from(kept, (it) => it.label),
       shape: [kept.length * views, 3, height, width],
-      indices: kept.map((k) => items[k].index),
+      indices: kept.map((it) => it.index),
       views,
     };
   };
@@ -282,7 +292,7 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
       for (let b = 0; b < spans.length; b++) {
         // Backpressure: at most `prefetch` batches are decoding or waiting to be taken.
         for (let next = b + ahead.length; next < spans.length && ahead.length < prefetch; next++) {
-          const p = loadBatch(plan.items(plan.order.subarray(...spans[next])));
+          const p = loadBatch(plan.items(plan.order.subarray(...spans[next])), ep);
           p.catch(() => {}); // a batch abandoned by an early exit must not become an unhandled rejection
           ahead.push(p);
         }
@@ -307,6 +317,7 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
     samples: perRank,
     batches,
     state: () => ({ epoch, position }),
+    ready: async () => pool?.ready,
     report: () => ({ decoded, skipped, failures: [...failures.values()], issues: source.issues }),
     close,
     [Symbol.asyncIterator]: iterate,

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoader, type Batch } from './loader.js';
+import { take } from './loopback.test-support.js';
 import { makeShards } from './make-shards.js';
+import { shardSamples } from './shards.js';
 import { openSource, type Source } from './sources.js';
 
 let root: string;
@@ -89,13 +91,90 @@ describe('makeShards', () => {
     await mkdir(out);
     await writeFile(join(out, 'x'), 'x');
     await expect(makeShards({ source: folder, out, perShard: 2 })).rejects.toThrow(`makeShards: ${out} is not empty`);
-    await expect(makeShards({ source: folder, out: join(root, 'zero'), perShard: 0 })).rejects.toThrow('perShard 0 is not an integer >= 1');
+    await expect(makeShards({ source: folder, out: join(root, 'zero'), perShard: 0 })).rejects.toThrow('perShard 0 is not an integer in [1, ');
+    await expect(makeShards({ source: folder, out: join(root, 'q'), perShard: 2, maxSide: 8, quality: 101 })).rejects.toThrow('quality 101');
+    await expect(makeShards({ source: folder, out: join(root, 'both'), perShard: 2, maxSide: 8, raw: 8 })).rejects.toThrow('not both');
     const cifar = join(root, 'cifar');
     await mkdir(cifar);
     await writeFile(join(cifar, 'data_batch_1.bin'), new Uint8Array(3073));
     await expect(makeShards({ source: await openSource(`cifar10:${cifar}`), out: join(root, 'c10'), perShard: 2 })).rejects.toThrow(
-      'holds raw records, not image files',
+      'holds raw 32x32 records, not image files; shard them with raw 32',
     );
+  });
+
+  it('re-encodes with maxSide: upright, shorter side at most maxSide, never enlarged; read in the same order', async () => {
+    const dir = join(root, 'photos');
+    // 60x40 turned upright by EXIF (orientation 6: shown 40x60), 30x20, and 16x16 CMYK.
+    const shapes = [
+      sharp({ create: { width: 60, height: 40, channels: 3, background: '#c83' } }).jpeg().withMetadata({ orientation: 6 }),
+      sharp({ create: { width: 30, height: 20, channels: 3, background: '#38c' } }).jpeg(),
+      sharp({ create: { width: 16, height: 16, channels: 3, background: '#3c8' } }).toColourspace('cmyk').jpeg(),
+    ];
+    for (const [i, image] of shapes.entries()) {
+      await mkdir(join(dir, 'train', `c${i}`), { recursive: true });
+      await writeFile(join(dir, 'train', `c${i}`, `${i}.jpg`), await image.toBuffer());
+    }
+    const source = await openSource(`imagenet:${dir}`);
+    const out = join(root, 'photos-shards');
+    const manifest = await makeShards({ source, out, perShard: 2, seed: 3, maxSide: 24, quality: 80 });
+    expect(manifest.jpeg).toEqual({ maxSide: 24, quality: 80 });
+    const sizes = new Map<string, [number, number, number]>();
+    for (const shard of manifest.splits.train!) {
+      for await (const s of shardSamples(join(out, shard.url))) {
+        const meta = await sharp(s.image!).metadata();
+        sizes.set(s.key, [meta.width, meta.height, meta.orientation ?? 1]);
+        expect([meta.format, meta.isProgressive, meta.space]).toEqual(['jpeg', false, 'srgb']);
+      }
+    }
+    // 40x60 shown: shorter side 40 -> 24 (24x36); 30x20 and 16x16 have shorter sides below 24: kept.
+    expect(Object.fromEntries(sizes)).toEqual({ '000000000': [24, 36, 1], '000000001': [30, 20, 1], '000000002': [16, 16, 1] });
+    // The 30x20 baseline JPEG is stored byte for byte; the CMYK one is not (it decodes dearer).
+    const stored = new Map<string, Uint8Array>();
+    for (const shard of manifest.splits.train!) for await (const s of shardSamples(join(out, shard.url))) stored.set(s.key, s.image!);
+    expect(Buffer.from(stored.get('000000001')!)).toEqual(await readFile(join(dir, 'train', 'c1', '1.jpg')));
+    expect(Buffer.from(stored.get('000000002')!)).not.toEqual(await readFile(join(dir, 'train', 'c2', '2.jpg')));
+
+    // The loader reads them exactly as it reads the original bytes' shards: same order, same resumption.
+    const plainShards = join(root, 'photos-plain');
+    await makeShards({ source, out: plainShards, perShard: 2, seed: 3 });
+    const order = async (spec: string, state?: { epoch: number; position: number }) => {
+      const loader = await createLoader({ source: await openSource(spec), split: 'train', batchSize: 1, shuffle: true, seed: 9, state, workers: 0, transform: { steps: [{ op: 'centerCrop', size: 8 }] } });
+      const seen: number[][] = [];
+      for await (const b of loader) seen.push([b.indices[0], b.labels[0]]);
+      return seen;
+    };
+    const whole = await order(`shards:${out}`);
+    expect(whole).toEqual(await order(`shards:${plainShards}`));
+    expect(await order(`shards:${out}`, { epoch: 0, position: 1 })).toEqual(whole.slice(1));
+  });
+
+  it('stores raw CHW pixels with raw, which the loader reads without decoding, in workers or not', async () => {
+    const cifar = join(root, 'cifar-raw');
+    await mkdir(cifar);
+    const records = new Uint8Array(5 * 3073).map((_, i) => (i % 3073 === 0 ? (i / 3073) % 10 : (i * 13) & 255));
+    await writeFile(join(cifar, 'data_batch_1.bin'), records);
+    const source = await openSource(`cifar10:${cifar}`);
+    const out = join(root, 'cifar-shards');
+    const manifest = await makeShards({ source, out, perShard: 2, raw: 32 });
+    expect(manifest.raw).toEqual({ width: 32, height: 32 });
+    const shards = await openSource(`shards:${out}`);
+    const keys: number[] = [];
+    for (const shard of manifest.splits.train!) for await (const s of shardSamples(join(out, shard.url))) keys.push(Number(s.key));
+    for (const workers of [0, 2]) {
+      const loader = await createLoader({ source: shards, split: 'train', batchSize: 5, workers });
+      const [batch] = await take(loader);
+      await loader.close();
+      // Stream order holds record keys[j]: its label, and its pixels / 255 in CHW.
+      expect(Array.from(batch.labels)).toEqual(keys.map((k) => records[k * 3073]));
+      keys.forEach((k, j) => {
+        const want = Array.from(records.subarray(k * 3073 + 1, (k + 1) * 3073), (v) => v / 255);
+        expect(Array.from(batch.images.subarray(j * 3072, (j + 1) * 3072))).toEqual(want.map((v) => expect.closeTo(v, 6)));
+      });
+    }
+    // Images are resized and centre-cropped to the raw size.
+    const fromImages = await makeShards({ source: folder, out: join(root, 'folder-raw'), perShard: 4, raw: 4 });
+    const [first] = fromImages.splits.train!;
+    for await (const s of shardSamples(join(root, 'folder-raw', first.url))) expect(s.pixels).toHaveLength(3 * 4 * 4);
   });
 });
 

@@ -1,19 +1,18 @@
 import { Worker } from 'node:worker_threads';
-import type { DecodeOptions, Decoded } from './decode.js';
+import type { BatchItem, DecodedBatch, DecodeOptions } from './decode.js';
 
-/** One image for a worker to decode: a file, or its bytes (from a shard). */
+/** A batch for a worker to decode. */
 export interface Task {
   readonly id: number;
-  readonly image: string | Uint8Array;
-  readonly epoch: number;
-  readonly index: number;
+  readonly items: readonly BatchItem[];
 }
 
-/** A worker's answer: the sample, or why it could not be decoded. */
-export type Reply = { readonly id: number; readonly decoded: Decoded } | { readonly id: number; readonly reason: string };
+/** A worker's answer: the batch, or why it could not be made (bad samples are skipped inside it, not errors). */
+export type Reply = { readonly id: number; readonly batch: DecodedBatch } | { readonly id: number; readonly error: string };
 
 interface Pending {
-  resolve(r: Decoded | string): void;
+  readonly images: number;
+  resolve(r: DecodedBatch): void;
   reject(e: Error): void;
 }
 
@@ -26,25 +25,37 @@ function startWorker(workerData: DecodeOptions): Worker {
   return new Worker(`import(${tsx}).then((tsx) => { tsx.register(); return import(${url}); })`, { eval: true, workerData });
 }
 
+/** Whether a sample's bytes own their whole buffer, so they can be moved to a worker rather than copied. */
+const movable = (b: Uint8Array) => b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+
 /**
- * worker_threads that decode files. A worker is ref'd only while it has work, so an idle pool never
- * keeps the process alive. A worker that dies takes the pool down with a clear error rather than
- * leaving its tasks hanging.
+ * worker_threads that decode whole batches: each worker writes a batch's floats into one array and
+ * moves it back, so the main thread never touches pixels and no sample is copied twice. Workers start
+ * when the pool is made and stay for every epoch until close(). A worker is ref'd only while it has
+ * work, so an idle pool never keeps the process alive; one that dies takes the pool down with a
+ * clear error rather than leaving its batches hanging.
  */
 export class DecodePool {
-  private readonly workers: { worker: Worker; pending: Map<number, Pending> }[];
+  private readonly workers: { worker: Worker; pending: Map<number, Pending>; images: number }[];
   private nextId = 0;
   private broken: Error | undefined;
+  /** Resolves once every worker has loaded its modules (sharp among them): start-up, apart from decoding. */
+  readonly ready: Promise<void>;
 
   constructor(size: number, options: DecodeOptions) {
+    const started: Promise<void>[] = [];
     this.workers = Array.from({ length: size }, () => {
-      const slot = { worker: startWorker(options), pending: new Map<number, Pending>() };
+      const slot = { worker: startWorker(options), pending: new Map<number, Pending>(), images: 0 };
       slot.worker.unref();
-      slot.worker.on('message', (reply: Reply) => {
+      started.push(new Promise((resolve) => slot.worker.once('message', () => resolve())));
+      slot.worker.on('message', (reply: Reply | 'ready') => {
+        if (reply === 'ready') return;
         const p = slot.pending.get(reply.id)!;
         slot.pending.delete(reply.id);
+        slot.images -= p.images;
         if (slot.pending.size === 0) slot.worker.unref();
-        p.resolve('decoded' in reply ? reply.decoded : reply.reason);
+        if ('batch' in reply) p.resolve(reply.batch);
+        else p.reject(new Error(reply.error));
       });
       const die = (e: Error) => {
         this.broken ??= new Error(`decode worker failed: ${e.message}`);
@@ -55,23 +66,28 @@ export class DecodePool {
       slot.worker.on('exit', (code) => die(new Error(`exited with code ${code}`)));
       return slot;
     });
+    this.ready = Promise.all(started).then(() => {});
+    this.ready.catch(() => {});
   }
 
-  /** Decodes one image on the least busy worker (bytes are moved, not copied); resolves to the reason when it is bad data. */
-  run(image: string | Uint8Array, epoch: number, index: number): Promise<Decoded | string> {
+  /** Decodes a batch on the worker with the fewest images waiting; sample bytes are moved, not copied. */
+  run(items: readonly BatchItem[]): Promise<DecodedBatch> {
     if (this.broken) return Promise.reject(this.broken);
-    const slot = this.workers.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const slot = this.workers.reduce((a, b) => (b.images < a.images ? b : a));
     const id = this.nextId++;
+    const moved = items.flatMap(({ image }) => {
+      const bytes = typeof image === 'string' ? undefined : image.kind === 'encoded' ? image.bytes : image.pixels;
+      return bytes && movable(bytes) ? [bytes.buffer as ArrayBuffer] : [];
+    });
     return new Promise((resolve, reject) => {
-      slot.pending.set(id, { resolve, reject });
+      slot.pending.set(id, { images: items.length, resolve, reject });
+      slot.images += items.length;
       slot.worker.ref();
-      // Bytes that own their whole buffer are moved; a view into a larger one is copied.
-      const own = typeof image !== 'string' && image.buffer instanceof ArrayBuffer && image.byteLength === image.buffer.byteLength;
-      slot.worker.postMessage({ id, image, epoch, index } satisfies Task, own ? [image.buffer as ArrayBuffer] : []);
+      slot.worker.postMessage({ id, items } satisfies Task, [...new Set(moved)]);
     });
   }
 
-  /** Ends every worker; tasks still running are rejected. */
+  /** Ends every worker; batches still being decoded are rejected. */
   async close(): Promise<void> {
     this.broken ??= new Error('decode pool closed');
     // Terminating is not awaited: a worker still starting up may never report its exit, and an

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import sharp from 'sharp';
+import { sharp } from './decode.js';
 import { keyedRandom, randInt, type Rand } from './random.js';
 
 /** The classes of builtin:shapes, in label order (sorted, so an ImageFolder reading numbers them alike). */

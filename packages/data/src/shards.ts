@@ -22,6 +22,10 @@ export interface Shard {
 export interface ShardManifest {
   readonly classes: readonly string[];
   readonly splits: Partial<Record<SplitName, readonly Shard[]>>;
+  /** Images re-encoded by `makeShards({ maxSide, quality })`; informative, they read as any JPEG. */
+  readonly jpeg?: { readonly maxSide: number; readonly quality: number };
+  /** Samples stored as raw CHW planes (`.chw` members) of this size, by `makeShards({ raw })`. */
+  readonly raw?: { readonly width: number; readonly height: number };
 }
 
 /** The manifest's file name. */
@@ -170,6 +174,8 @@ export async function* tarFiles(url: string): AsyncGenerator<TarFile> {
 export interface ShardSample {
   readonly key: string;
   readonly image?: Uint8Array<ArrayBuffer>;
+  /** Raw 8-bit CHW planes (a `.chw` member), in place of an encoded image. */
+  readonly pixels?: Uint8Array<ArrayBuffer>;
   readonly label?: number;
   /** Why the sample cannot be used, when it cannot. */
   readonly reason?: string;
@@ -177,12 +183,14 @@ export interface ShardSample {
 
 function toSample(key: string, files: Map<string, Uint8Array<ArrayBuffer>>): ShardSample {
   const image = [...files].find(([ext]) => IMAGE_EXTENSIONS.has(`.${ext}`))?.[1];
+  const pixels = files.get('chw');
+  const content = image ? { image } : pixels ? { pixels } : undefined;
   const cls = files.get('cls');
   const text = cls && new TextDecoder().decode(cls).trim();
-  if (!image) return { key, reason: `no image member (${[...IMAGE_EXTENSIONS].join(', ')})` };
-  if (text === undefined) return { key, image, reason: 'no .cls label member' };
-  if (!/^\d+$/.test(text)) return { key, image, reason: `${key}.cls holds ${JSON.stringify(text.slice(0, 40))}, not an integer label` };
-  return { key, image, label: Number(text) };
+  if (!content) return { key, reason: `no image member (${[...IMAGE_EXTENSIONS].join(', ')}, .chw)` };
+  if (text === undefined) return { key, ...content, reason: 'no .cls label member' };
+  if (!/^\d+$/.test(text)) return { key, ...content, reason: `${key}.cls holds ${JSON.stringify(text.slice(0, 40))}, not an integer label` };
+  return { key, ...content, label: Number(text) };
 }
 
 /**
@@ -226,6 +234,9 @@ async function readManifest(url: string): Promise<ShardManifest | undefined> {
     const ok = (s: { url?: unknown; samples?: unknown }) => typeof s?.url === 'string' && Number.isSafeInteger(s.samples) && (s.samples as number) >= 0;
     if (!Array.isArray(list) || !list.every(ok)) fail(`split "${name}" must be a list of { "url": string, "samples": integer >= 0 }`);
   }
+  const raw = (m as { raw?: { width?: unknown; height?: unknown } }).raw;
+  const side = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+  if (raw !== undefined && !(side(raw?.width) && side(raw?.height))) fail('"raw" must be { "width": integer > 0, "height": integer > 0 }');
   return m as ShardManifest;
 }
 
@@ -292,6 +303,7 @@ export async function openShards(spec: string, location: string): Promise<Source
     classes,
     issues,
     splits,
+    ...(manifest?.raw && { rawSize: { width: manifest.raw.width, height: manifest.raw.height } }),
     split: () => Promise.reject(new Error(`${spec}: tar shards are streamed, not listed; read them with createLoader`)),
     shards: async (name) => {
       const list = lists.get(name);

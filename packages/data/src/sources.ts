@@ -34,6 +34,8 @@ export interface Source {
   split(name: SplitName): Promise<Samples>;
   /** Streamed sources only: a split's tar shards in their fixed order, with their sample counts. */
   readonly shards?: (name: SplitName) => Promise<readonly Shard[]>;
+  /** Shards of raw pixels only (`.chw` members): every sample's size, from shards.json. */
+  readonly rawSize?: { readonly width: number; readonly height: number };
 }
 
 /** Options of openSource. */

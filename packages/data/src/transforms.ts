@@ -1,3 +1,4 @@
+import { writeRows } from './kernel.js';
 import { randInt, type Rand } from './random.js';
 
 /** Three per-channel numbers, in R, G, B order. */
@@ -339,37 +340,96 @@ export function chw(width: number, height: number): Layout {
   return { pixelStride: 1, rowStride: width, channelStride: width * height };
 }
 
+/** Per channel: the scale and bias that take a pixel value to its normalised float (pixel / 255, lighting, mean, std). */
+function normalisation(t: Transform, shift: RGB): { scale: number[]; bias: number[] } {
+  const std = [0, 1, 2].map((c) => t.std?.[c] ?? 1);
+  return { scale: std.map((s) => 1 / (255 * s)), bias: std.map((s, c) => (shift[c] - (t.mean?.[c] ?? 0)) / s) };
+}
+
+/** The output columns [lo, hi) of a placement that read real pixels rather than padding. */
+function columnsInside(p: Placement): [number, number] {
+  const [left, , right] = p.clip;
+  return [Math.max(0, p.flip ? p.left + p.width - right : left - p.left), Math.min(p.width, p.flip ? p.left + p.width - left : right - p.left)];
+}
+
+/** The resampled image's column (row) read by output column x (row y). */
+const columnOf = (p: Placement, x: number) => p.left + (p.flip ? p.width - 1 - x : x);
+
 /**
  * Copies the placement's window of `src` (already at the placement's source size) into `out`
  * as normalised CHW floats; pixels outside the clip read as 0 before the lighting `shift` and normalisation.
  */
 export function writeWindow(src: Uint8Array, layout: Layout, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
   const { width: ow, height: oh } = p;
-  const [left, top, right, bottom] = p.clip;
-  for (let c = 0; c < 3; c++) {
-    const std = t.std?.[c] ?? 1;
-    const scale = 1 / (255 * std);
-    const bias = (shift[c] - (t.mean?.[c] ?? 0)) / std;
-    const plane = c * ow * oh;
-    for (let y = 0; y < oh; y++) {
-      const sy = p.top + y;
-      const row = plane + y * ow;
-      if (sy < top || sy >= bottom) {
-        out.fill(bias, row, row + ow);
-        continue;
-      }
-      // Output x reads source column p.left + x, or p.left + ow - 1 - x mirrored: real pixels only for x in [lo, hi).
-      const lo = Math.max(0, p.flip ? p.left + ow - right : left - p.left);
-      const hi = Math.min(ow, p.flip ? p.left + ow - left : right - p.left);
-      if (lo >= hi) {
-        out.fill(bias, row, row + ow);
-        continue;
-      }
-      out.fill(bias, row, row + lo);
-      out.fill(bias, row + hi, row + ow);
-      const step = p.flip ? -layout.pixelStride : layout.pixelStride;
-      let at = c * layout.channelStride + sy * layout.rowStride + (p.left + (p.flip ? ow - 1 - lo : lo)) * layout.pixelStride;
-      for (let x = row + lo, end = row + hi; x < end; x++, at += step) out[x] = src[at] * scale + bias;
-    }
+  const [, top, , bottom] = p.clip;
+  const [lo, hi] = columnsInside(p);
+  const cols = { first: new Int32Array(ow), next: new Int32Array(ow), frac: new Float32Array(ow) };
+  for (let x = lo; x < hi; x++) cols.first[x] = cols.next[x] = columnOf(p, x) * layout.pixelStride;
+  const rows = { first: new Int32Array(oh), next: new Int32Array(oh), frac: new Float32Array(oh) };
+  for (let y = 0; y < oh; y++) {
+    const sy = p.top + y;
+    rows.first[y] = rows.next[y] = sy >= top && sy < bottom ? sy : -1;
   }
+  const { scale, bias } = normalisation(t, shift);
+  writeRows(src, layout.rowStride, layout.channelStride, cols, rows, lo, hi, out, scale, bias);
+}
+
+/**
+ * The size every sample comes out at, when the steps fix it (the last size-setting step is a crop),
+ * so a batch can be allocated before any image is decoded; undefined when it depends on the image.
+ */
+export function outputSize(steps: readonly Step[]): { width: number; height: number; views: number } | undefined {
+  let size: number | undefined;
+  for (const s of steps) {
+    if (s.op === 'resize' || s.op === 'randomResize') size = undefined;
+    else if (s.op !== 'hflip') size = s.size;
+  }
+  return size === undefined ? undefined : { width: size, height: size, views: steps.at(-1)?.op === 'tenCrop' ? 10 : 1 };
+}
+
+/** Where an HWC window of an image lies in it: `src` holds `width` x `height` pixels from (`left`, `top`) of a `fullWidth` x `fullHeight` image. */
+export interface SourceWindow {
+  readonly left: number;
+  readonly top: number;
+  readonly width: number;
+  readonly height: number;
+  readonly fullWidth: number;
+  readonly fullHeight: number;
+}
+
+/** The source pixels [lo, hi) that bilinear enlargement of `full` to `size` reads for outputs [from, to). */
+export function upsampledSpan(full: number, size: number, from: number, to: number): [number, number] {
+  const at = (x: number) => Math.min(full - 1, Math.max(0, Math.floor(((x + 0.5) * full) / size - 0.5)));
+  return [at(from), Math.min(full, at(to - 1) + 2)];
+}
+
+/**
+ * writeWindow for a placement that enlarges the image (sourceWidth >= fullWidth, sourceHeight >=
+ * fullHeight): each output pixel is interpolated from the 2 x 2 source pixels around its centre,
+ * edges clamped, which is what PIL's bilinear filter (torchvision's Resize) computes when enlarging.
+ * Done here rather than by libvips because only the crop is computed, straight into `out`, fused with
+ * the flip and normalisation: libvips would resample whole rows and hand back bytes to convert again.
+ */
+export function writeUpsampled(src: Uint8Array, w: SourceWindow, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
+  const { width: ow, height: oh } = p;
+  const [, top, , bottom] = p.clip;
+  const [lo, hi] = columnsInside(p);
+  // Source pixel (as a window offset, times `unit`) of the two taps around output position `at`, and the second's weight.
+  const tap = (taps: { first: Int32Array; next: Int32Array; frac: Float32Array }, i: number, at: number, full: number, size: number, from: number, unit: number) => {
+    const u = Math.min(full - 1, Math.max(0, ((at + 0.5) * full) / size - 0.5));
+    const i0 = Math.floor(u);
+    taps.first[i] = (i0 - from) * unit;
+    taps.next[i] = (Math.min(i0 + 1, full - 1) - from) * unit;
+    taps.frac[i] = u - i0;
+  };
+  const cols = { first: new Int32Array(ow), next: new Int32Array(ow), frac: new Float32Array(ow) };
+  for (let x = lo; x < hi; x++) tap(cols, x, columnOf(p, x), w.fullWidth, p.sourceWidth, w.left, 3);
+  const rows = { first: new Int32Array(oh), next: new Int32Array(oh), frac: new Float32Array(oh) };
+  for (let y = 0; y < oh; y++) {
+    const sy = p.top + y;
+    if (sy >= top && sy < bottom) tap(rows, y, sy, w.fullHeight, p.sourceHeight, w.top, 1);
+    else rows.first[y] = -1;
+  }
+  const { scale, bias } = normalisation(t, shift);
+  writeRows(src, 3 * w.width, 1, cols, rows, lo, hi, out, scale, bias);
 }

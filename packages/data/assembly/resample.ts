@@ -1,0 +1,113 @@
+// The crop of an 8-bit RGB image written as normalised CHW float32 planes: the loader's one
+// per-pixel loop, 4x faster here than in JavaScript (0.19 ms against 0.83 for an enlarged 224 crop,
+// copies in and out included). Taps are computed by the caller: per output column the byte offsets
+// of two source pixels in a row and the weight of the second; per output row two source rows (-1:
+// a row of padding) and the weight of the second. A plain crop is the same with weights of 0.
+// Separable: each source row is interpolated along x once, in units of 1 / (255 std), into one of
+// two cached rows, then output rows blend two cached rows, four floats at a time.
+
+/** Interpolates source row `r` along x into cached row `slot` (3 planes of `ow` floats). */
+// @ts-ignore: decorator
+@inline function across(slot: i32, r: i32, src: usize, rowStride: i32, channelStride: i32, cols: usize, ow: i32, lo: i32, hi: i32, cache: usize, k0: f32, k1: f32, k2: f32): void {
+  const base = src + <usize>(rowStride * r);
+  const first = cols;
+  const next = cols + (<usize>ow << 2);
+  const frac = cols + (<usize>ow << 3);
+  const o0 = cache + (<usize>(slot * 3 * ow) << 2);
+  const o1 = o0 + (<usize>ow << 2);
+  const o2 = o1 + (<usize>ow << 2);
+  const c1 = <usize>channelStride;
+  const c2 = c1 << 1;
+  for (let x = lo; x < hi; x++) {
+    const at = <usize>x << 2;
+    const a = base + <usize>load<i32>(first + at);
+    const b = base + <usize>load<i32>(next + at);
+    const f = load<f32>(frac + at);
+    const a0 = <f32>load<u8>(a);
+    const a1 = <f32>load<u8>(a + c1);
+    const a2 = <f32>load<u8>(a + c2);
+    store<f32>(o0 + at, (a0 + f * (<f32>load<u8>(b) - a0)) * k0);
+    store<f32>(o1 + at, (a1 + f * (<f32>load<u8>(b + c1) - a1)) * k1);
+    store<f32>(o2 + at, (a2 + f * (<f32>load<u8>(b + c2) - a2)) * k2);
+  }
+}
+
+/** Output floats [from, to) of one plane's row set to `value` (padding). */
+// @ts-ignore: decorator
+@inline function pad(row: usize, from: i32, to: i32, value: f32): void {
+  for (let x = from; x < to; x++) store<f32>(row + (<usize>x << 2), value);
+}
+
+/**
+ * Writes `oh` rows of `ow` pixels into the planes at `out`: columns [lo, hi) from the source, the
+ * rest (and rows whose first tap is -1) the padding value b_c; a source value v becomes v * k_c + b_c.
+ * `cols` holds i32 first[ow], i32 next[ow], f32 frac[ow]; `rows` i32 first[oh], i32 next[oh],
+ * f32 frac[oh]; `cache` has room for 6 * ow floats.
+ */
+export function writeRows(
+  src: usize, rowStride: i32, channelStride: i32, cols: usize, ow: i32, oh: i32, lo: i32, hi: i32, rows: usize, out: usize, cache: usize,
+  k0: f32, k1: f32, k2: f32, b0: f32, b1: f32, b2: f32,
+): void {
+  const plane = <usize>(ow * oh) << 2;
+  let heldA: i32 = -1;
+  let heldB: i32 = -1;
+  for (let y = 0; y < oh; y++) {
+    const o0 = out + (<usize>(y * ow) << 2);
+    const o1 = o0 + plane;
+    const o2 = o1 + plane;
+    const r0 = load<i32>(rows + (<usize>y << 2));
+    if (r0 < 0 || lo >= hi) {
+      pad(o0, 0, ow, b0);
+      pad(o1, 0, ow, b1);
+      pad(o2, 0, ow, b2);
+      continue;
+    }
+    pad(o0, 0, lo, b0);
+    pad(o1, 0, lo, b1);
+    pad(o2, 0, lo, b2);
+    pad(o0, hi, ow, b0);
+    pad(o1, hi, ow, b1);
+    pad(o2, hi, ow, b2);
+    const r1 = load<i32>(rows + (<usize>(oh + y) << 2));
+    const f = load<f32>(rows + (<usize>(2 * oh + y) << 2));
+    // Which cached row holds r0 and r1; fill what is missing, keeping the other one.
+    let up: i32;
+    if (heldA == r0) up = 0;
+    else if (heldB == r0) up = 1;
+    else {
+      up = heldA == r1 ? 1 : 0;
+      across(up, r0, src, rowStride, channelStride, cols, ow, lo, hi, cache, k0, k1, k2);
+      if (up == 0) heldA = r0;
+      else heldB = r0;
+    }
+    let down: i32;
+    if (r1 == r0) down = up;
+    else if (heldA == r1) down = 0;
+    else if (heldB == r1) down = 1;
+    else {
+      down = 1 - up;
+      across(down, r1, src, rowStride, channelStride, cols, ow, lo, hi, cache, k0, k1, k2);
+      if (down == 0) heldA = r1;
+      else heldB = r1;
+    }
+    const fv = f32x4.splat(f);
+    for (let c = 0; c < 3; c++) {
+      const u = cache + (<usize>((up * 3 + c) * ow) << 2);
+      const d = cache + (<usize>((down * 3 + c) * ow) << 2);
+      const o = o0 + <usize>c * plane;
+      const b: f32 = c == 0 ? b0 : c == 1 ? b1 : b2;
+      const bv = f32x4.splat(b);
+      let x = lo;
+      for (; x + 4 <= hi; x += 4) {
+        const at = <usize>x << 2;
+        const uv = v128.load(u + at);
+        v128.store(o + at, f32x4.add(f32x4.add(uv, f32x4.mul(fv, f32x4.sub(v128.load(d + at), uv))), bv));
+      }
+      for (; x < hi; x++) {
+        const at = <usize>x << 2;
+        const uv = load<f32>(u + at);
+        store<f32>(o + at, uv + f * (load<f32>(d + at) - uv) + b);
+      }
+    }
+  }
+}
