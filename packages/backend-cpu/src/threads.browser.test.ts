@@ -54,12 +54,16 @@ describe.skipIf(skip)('threads in a browser', () => {
     });
     await server.listen();
     origin = server.resolvedUrls!.local[0].replace(/\/$/, '');
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-  });
+    // Without the background-networking flags a first start on a closed network waits on lookups.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM, headless: true,
+      args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+  }, 120_000);
   afterAll(async () => {
     await browser?.close();
     await server?.close();
-  });
+  }, 60_000);
 
   /** Opens a page and runs the forward of threads.page.ts there with each of `options`; the page's warnings and errors too. */
   const run = async (path: keyof typeof PAGES, ...options: { threads?: number }[]) => {
