@@ -5,7 +5,7 @@
  */
 import { dropoutThreshold, type DropoutAttrs } from '@residual/core';
 import { groupsFor, type Program } from '../header.js';
-import { PHILOX } from './random.js';
+import { PHILOX, philoxUniforms } from './random.js';
 
 const WG = 256;
 
@@ -19,10 +19,7 @@ export const dropoutProgram = (size: number, a: DropoutAttrs): Program => {
     inputs: [{ name: 'x', type: 'f32' }],
     outputs: [{ name: 'y', type: 'f32' }],
     uniforms: [
-      { name: 'size', type: 'u32', value: size },
-      { name: 'blocks', type: 'u32', value: blocks },
-      { name: 'seed', type: 'u32', value: [a.seed[0] >>> 0, a.seed[1] >>> 0] },
-      { name: 'counter', type: 'u32', value: [a.counter[0] >>> 0, a.counter[1] >>> 0] },
+      ...philoxUniforms(size, blocks, a.seed, a.counter),
       { name: 'threshold', type: 'u32', value: dropoutThreshold(a.p) },
       { name: 'scale', type: 'f32', value: 1 / (1 - a.p) },
     ],

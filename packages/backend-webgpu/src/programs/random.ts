@@ -11,7 +11,7 @@
  *   relative of the float64 reference; a nonzero mean adds f32's rounding of mean + std·z.
  */
 import type { RandomAttrs } from '@residual/core';
-import { groupsFor, type Program } from '../header.js';
+import { groupsFor, type Program, type UniformField } from '../header.js';
 
 const WG = 256;
 
@@ -80,6 +80,17 @@ fn cosTurn(w: u32) -> f32 {
   return select(v, -v, ((octant + 2u) & 4u) != 0u);
 }`;
 
+/**
+ * The uniforms of a Philox stream over `size` elements in `blocks` counter blocks, keyed by `seed`
+ * from `counter` on: the fields `PHILOX`'s users read, in the order both programs lay them out.
+ */
+export const philoxUniforms = (size: number, blocks: number, seed: readonly number[], counter: readonly number[]): UniformField[] => [
+  { name: 'size', type: 'u32', value: size },
+  { name: 'blocks', type: 'u32', value: blocks },
+  { name: 'seed', type: 'u32', value: [seed[0] >>> 0, seed[1] >>> 0] },
+  { name: 'counter', type: 'u32', value: [counter[0] >>> 0, counter[1] >>> 0] },
+];
+
 /** The program of `randomFill` for `size` elements. */
 export const randomProgram = (size: number, a: RandomAttrs): Program => {
   const per = a.dist === 'uniform' ? 4 : 2;
@@ -95,10 +106,7 @@ export const randomProgram = (size: number, a: RandomAttrs): Program => {
     inputs: [],
     outputs: [{ name: 'y', type: 'f32' }],
     uniforms: [
-      { name: 'size', type: 'u32', value: size },
-      { name: 'blocks', type: 'u32', value: blocks },
-      { name: 'seed', type: 'u32', value: [a.seed[0] >>> 0, a.seed[1] >>> 0] },
-      { name: 'counter', type: 'u32', value: [a.counter[0] >>> 0, a.counter[1] >>> 0] },
+      ...philoxUniforms(size, blocks, a.seed, a.counter),
       // normal: mean and std.
       { name: 'a', type: 'f32', value: a.a },
       { name: 'b', type: 'f32', value: a.b },
