@@ -2,23 +2,16 @@
  * `residual analyze responses` end to end through the built CLI: Figure 7's per-layer statistics of
  * two networks on CIFAR-format files the test writes, checked against the library's own pass.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setBackend } from '@residual/core';
 import { saveTensors } from '@residual/core/node';
 import { createCpuBackend } from '@residual/backend-cpu';
 import { createModel, goldenStateDict } from '@residual/resnet';
-import { makeCifar } from './fixtures.test-support.js';
+import { MAIN, cli, makeCifar } from './fixtures.test-support.js';
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
 
 beforeAll(() => {
   if (!existsSync(MAIN)) throw new Error(`build the CLI first (pnpm build): ${MAIN} is missing`);

@@ -2,7 +2,7 @@
  * The `residual` command end to end, as a user runs it (the built dist, a child process), on data
  * and weights the tests make: CIFAR-format files, formula weights checked against torchvision's logits.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,21 +13,10 @@ import { loadTensors, saveTensors, openSafetensors } from '@residual/core/node';
 import { createCpuBackend } from '@residual/backend-cpu';
 import { isWebGpuAvailable } from '@residual/backend-webgpu';
 import { createModel, goldenInput, goldenStateDict } from '@residual/resnet';
-import { makeCifar } from './fixtures.test-support.js';
+import { MAIN, cli, json, makeCifar } from './fixtures.test-support.js';
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const GOLDEN = fileURLToPath(new URL('../../../packages/resnet/src/golden/', import.meta.url));
-const env = { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1' };
 
-const cli = (args: string[], extraEnv: Record<string, string> = {}) => {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...env, ...extraEnv } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
-const json = (args: string[]) => {
-  const r = cli([...args, '--json']);
-  if (r.code !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-};
 
 const losses = (dir: string) =>
   readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.type === 'step').map((m) => m.loss);
@@ -118,7 +107,7 @@ describe('train, eval, resume', () => {
   it('a SIGKILL while a checkpoint is being written leaves the previous one loadable, and resume completes', async () => {
     const out = mkdtempSync(join(tmpdir(), 'residual-kill-'));
     const child = spawn(process.execPath, [MAIN, ...base, '--iterations', '8', '--checkpoint-every', '1', '--out', out], {
-      env: { ...env, RESIDUAL_FAULT_RENAME_DELAY_MS: '1500' },
+      env: { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1', RESIDUAL_FAULT_RENAME_DELAY_MS: '1500' },
       stdio: 'ignore',
     });
     // wait until a checkpoint exists and the next one is half-written (its temp file is there)

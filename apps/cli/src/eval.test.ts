@@ -2,12 +2,12 @@
  * `residual eval --crops 10|multiscale` and `residual predict`'s ImageNet labels, end to end through the
  * built CLI, on a tiny ImageFolder and weights the tests write.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MAIN, cli, json } from './fixtures.test-support.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { manualSeed, noGrad, setBackend, softmax, tensor, zeros } from '@residual/core';
 import { saveTensors } from '@residual/core/node';
@@ -15,20 +15,10 @@ import { createCpuBackend } from '@residual/backend-cpu';
 import { IMAGENET_NORM, loadImage, type Step } from '@residual/data';
 import { createModel, IMAGENET_LABELS, IMAGENET_WNIDS, tenCropScores } from '@residual/resnet';
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 // sharp is the data package's dependency, not the CLI's: load it from there.
 const sharpModule = createRequire(fileURLToPath(new URL('../../../packages/data/package.json', import.meta.url)))('sharp');
 const sharp = sharpModule.default ?? sharpModule;
 
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
-const json = (args: string[]) => {
-  const r = cli([...args, '--json']);
-  if (r.code !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-};
 
 /** An ImageFolder `val` split: one 30x30 PNG per class folder, and an unreadable file. */
 const CLASSES = ['n01440764', 'n01443537'];

@@ -10,14 +10,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { MAIN, json } from './fixtures.test-support.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { noGrad, setBackend } from '@residual/core';
 import { loadTensors, saveTensors } from '@residual/core/node';
 import { createCpuBackend } from '@residual/backend-cpu';
 import { BasicBlock, Bottleneck, CifarResNet, createModel, exportOnnx, goldenInput, goldenStateDict, ResNet, type OnnxExportOptions } from '@residual/resnet';
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const PEERS = new URL('../../../bench/cpu/.peers/package.json', import.meta.url);
 
 /** The part of onnxruntime-node's API used here. */
@@ -46,11 +45,6 @@ const loadOrt = (): Ort | null => {
 const ort = loadOrt();
 if (!ort && process.env.RESIDUAL_REQUIRE_ONNX === '1') throw new Error('RESIDUAL_REQUIRE_ONNX=1 but onnxruntime-node is not installed (bash bench/cpu/install-peers.sh)');
 
-const json = (args: string[]) => {
-  const r = spawnSync(process.execPath, [MAIN, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1' } });
-  if (r.status !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-};
 
 const maxAbsDiff = (a: Float32Array, b: Float32Array) => {
   expect(a.length).toBe(b.length);

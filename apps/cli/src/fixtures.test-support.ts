@@ -1,7 +1,25 @@
 /** Test fixtures shared by the CLI's tests (not built or shipped). */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The built command's entry point: the tests run what users run. */
+export const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+/** Runs `residual args` as a child process on the CPU backend with one thread, `env` added on top. */
+export const cli = (args: string[], env: Record<string, string> = {}) => {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1', ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+/** `cli` with `--json`: the parsed result, or an error with the command's stderr when it fails. */
+export const json = (args: string[]) => {
+  const r = cli([...args, '--json']);
+  if (r.code !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+};
 
 export /** A CIFAR-10 folder in the official binary layout, with `n` learnable records (the class sets the mean colour). */
 const makeCifar = (n: number, seed = 1): string => {

@@ -14,21 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setBackend } from '@residual/core';
 import { openSafetensors } from '@residual/core/node';
 import { createCpuBackend } from '@residual/backend-cpu';
+import { MAIN, cli, json } from './fixtures.test-support.js';
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const MAKE_PTH = fileURLToPath(new URL('../../../scripts/make-pth.py', import.meta.url));
 const FIXTURES = fileURLToPath(new URL('../../../packages/core/src/io/pth-fixtures/', import.meta.url));
-const env = { ...process.env, RESIDUAL_BACKEND: 'cpu', RESIDUAL_THREADS: '1' };
 
-const cli = (args: string[], extraEnv: Record<string, string> = {}) => {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...env, ...extraEnv } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
-const json = (args: string[]) => {
-  const r = cli([...args, '--json']);
-  if (r.code !== 0) throw new Error(`residual ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-};
 
 const python = process.env.RESIDUAL_PYTHON ?? '/usr/bin/python3';
 const torch = spawnSync(python, ['-c', 'import torch, torchvision']).status === 0;

@@ -2,19 +2,15 @@
  * `residual reproduce` end to end through the built CLI, cut to two steps per network on CIFAR-format
  * files the test writes: the runs, the figure, the summary and its gaps, and Table 6's rows.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { makeCifar } from './fixtures.test-support.js';
+import { MAIN, cli as cliOneThread, makeCifar } from './fixtures.test-support.js';
 
-const MAIN = fileURLToPath(new URL('../dist/main.js', import.meta.url));
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, RESIDUAL_BACKEND: 'cpu' } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-};
+// Every core, as a user's reproduce run gets.
+const cli = (args: string[]) => cliOneThread(args, { RESIDUAL_THREADS: String(availableParallelism()) });
+
 
 beforeAll(() => {
   if (!existsSync(MAIN)) throw new Error(`build the CLI first (pnpm build): ${MAIN} is missing`);
