@@ -11,8 +11,9 @@
 // process, as a user would run it: ours is `residual data bench imagenet:DIR --split train --augment
 // paper ...` (the CLI, built), the peer `peer.py bench DIR` with --peer-workers worker processes. Both
 // are timed from outside, start-up included, and each says when its first batch arrived, so start-up
-// (everything until the first batch) and the steady rate after it are printed apart. The shards line
-// runs ours on the same photos made into shards with --max-side and --quality (made once, untimed).
+// (everything until the first batch) and the steady rate after it are printed apart. The two shards
+// lines run ours on the same photos made into shards with --max-side (made once, untimed): as JPEG at
+// --quality, and as decoded pixels (--format ppm), which no epoch decodes again.
 // --baseline-cli runs another build of the CLI (its entry, say main.js of the main branch) in the same
 // turns, timed from outside only, for a before/after in one run. Runs take turns, R times; the figure of each side is its best run, the one least disturbed by
 // other work on a shared machine. Images per CPU-second (all threads and worker processes) is
@@ -97,12 +98,13 @@ try {
     const made = spawnSync(python, [peerScript, 'make', dir, '--count', String(images)], { encoding: 'utf8' });
     if (made.status !== 0) throw new Error(`bench/data: ${python} ${peerScript} make failed (it needs numpy and Pillow): ${made.stderr || made.error?.message}`);
   }
-  const shards = join(scratch, 'shards');
-  if (!opts['no-shards']) {
-    const made = spawnSync(process.execPath, [cliScript, 'data', 'shards', 'make', `imagenet:${dir}`, shards, '--max-side', String(maxSide), '--quality', String(quality), '--json'], { encoding: 'utf8' });
-    if (made.status !== 0) throw new Error(`bench/data: shards make failed: ${made.stderr}`);
+  const formats = opts['no-shards'] ? [] : [['jpeg', '--quality', String(quality)], ['ppm']];
+  const shards = (format) => join(scratch, `shards-${format}`);
+  for (const [format, ...flags] of formats) {
+    const made = spawnSync(process.execPath, [cliScript, 'data', 'shards', 'make', `imagenet:${dir}`, shards(format), '--max-side', String(maxSide), '--format', format, ...flags, '--json'], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`bench/data: shards make --format ${format} failed: ${made.stderr}`);
   }
-  const runs = { ours: [], peer: [], shards: [], baseline: [] };
+  const runs = { ours: [], peer: [], baseline: [], 'shards-jpeg': [], 'shards-ppm': [] };
   let peerMissing = opts['no-peer'];
   for (let r = 0; r < repeat; r++) {
     runs.ours.push(ours(`imagenet:${dir}`));
@@ -112,7 +114,7 @@ try {
       if (p) runs.peer.push(p);
       else peerMissing = true;
     }
-    if (!opts['no-shards']) runs.shards.push(ours(`shards:${shards}`));
+    for (const [format] of formats) runs[`shards-${format}`].push(ours(`shards:${shards(format)}`));
   }
   const best = (list) => {
     const ok = list.filter(Boolean);
@@ -120,7 +122,7 @@ try {
   };
   const round = (o) => o && Object.fromEntries(Object.entries(o).map(([k, v]) => [k, Math.round(v * 1000) / 1000]));
   const thePeer = best(runs.peer);
-  const line = (bench, side) =>
+  const line = (bench, side, list) =>
     console.log(
       JSON.stringify({
         bench,
@@ -133,16 +135,16 @@ try {
         cpuRatio: side && thePeer ? side.imagesPerCpuSecond / thePeer.imagesPerCpuSecond : null,
         oursDetail: round(side),
         peerDetail: round(thePeer),
-        runsOurs: runs[bench.includes('shards') ? 'shards' : bench.includes('baseline') ? 'baseline' : 'ours'].map((x) => x && Math.round(x.imagesPerSecond)),
+        runsOurs: list.map((x) => x && Math.round(x.imagesPerSecond)),
         runsPeer: runs.peer.map((x) => Math.round(x.imagesPerSecond)),
         batchSize,
         epochs,
         peerWorkers,
       }),
     );
-  line('data-paper-augment', best(runs.ours));
-  if (!opts['no-shards']) line(`data-paper-augment-shards-${maxSide}`, best(runs.shards));
-  if (opts['baseline-cli']) line('data-paper-augment-baseline', best(runs.baseline));
+  line('data-paper-augment', best(runs.ours), runs.ours);
+  for (const [format] of formats) line(`data-paper-augment-shards-${maxSide}${format === 'ppm' ? '-ppm' : ''}`, best(runs[`shards-${format}`]), runs[`shards-${format}`]);
+  if (opts['baseline-cli']) line('data-paper-augment-baseline', best(runs.baseline), runs.baseline);
 } finally {
   await rm(scratch, { recursive: true, force: true });
 }

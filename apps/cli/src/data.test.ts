@@ -166,7 +166,7 @@ describe('residual data shards make', () => {
     expect([pattern.images, pattern.skipped]).toEqual([8, 1]);
   });
 
-  it('re-encodes with --max-side/--quality and stores pixels with --raw, refusing them together', async () => {
+  it('re-encodes with --max-side/--quality, stores decoded photos with --format ppm and pixels with --raw, refusing what does not fit', async () => {
     const jpeg = join(root, 'shards-480');
     expect(await json(['data', 'shards', 'make', `imagenet:${tree}`, jpeg, '--max-side', '480', '--quality', '90'])).toMatchObject({ splits: { train: { samples: 9 } } });
     expect(JSON.parse(await readFile(join(jpeg, 'shards.json'), 'utf8')).jpeg).toEqual({ maxSide: 480, quality: 90 });
@@ -178,6 +178,16 @@ describe('residual data shards make', () => {
     expect([both.code, both.stderr]).toEqual([2, expect.stringContaining('not both')]);
     const quality = await cli(['data', 'shards', 'make', `imagenet:${tree}`, join(root, 'y'), '--quality', '90']);
     expect([quality.code, quality.stderr]).toEqual([2, expect.stringContaining('--quality applies to --max-side')]);
+    const ppm = join(root, 'shards-ppm');
+    await json(['data', 'shards', 'make', `imagenet:${tree}`, ppm, '--max-side', '480', '--format', 'ppm']);
+    expect(JSON.parse(await readFile(join(ppm, 'shards.json'), 'utf8')).ppm).toEqual({ maxSide: 480 });
+    const decoded = await json(['data', 'bench', `shards:${ppm}`, '--augment', 'paper', '--batch-size', '4', '--workers', '1']);
+    const fromTree = await json(['data', 'bench', `imagenet:${tree}`, '--augment', 'paper', '--batch-size', '4', '--workers', '1']);
+    expect([decoded.images, decoded.skipped]).toEqual([fromTree.images, fromTree.skipped]);
+    const ppmQuality = await cli(['data', 'shards', 'make', `imagenet:${tree}`, join(root, 'z'), '--max-side', '480', '--format', 'ppm', '--quality', '90']);
+    expect([ppmQuality.code, ppmQuality.stderr]).toEqual([2, expect.stringContaining('--quality applies to --format jpeg, not ppm')]);
+    const format = await cli(['data', 'shards', 'make', `imagenet:${tree}`, join(root, 'w'), '--format', 'ppm']);
+    expect([format.code, format.stderr]).toEqual([2, expect.stringContaining('--format applies to --max-side')]);
   });
 });
 

@@ -111,3 +111,79 @@ export function writeRows(
     }
   }
 }
+
+/**
+ * The crop through per-output tap lists (any separable filter: PIL's triangle when reducing), written
+ * as writeRows writes it. `cols` holds i32 first[ow] (byte offset in a row of each output column's
+ * first tap; taps are `pixelStride` bytes apart) then f32 weights[ow * colTaps]; `rows` holds i32
+ * first[oh] (index among the `nrows` source rows of each output row's first tap; -1: a row of
+ * padding) then f32 weights[oh * rowTaps]. Every tap list lies inside the image (the caller shifts
+ * short lists, padding them with zero weights). Pass 1 filters the `nrows` source rows along x into
+ * `h` (3 planes of nrows x ow floats, in units of 1 / (255 std)); pass 2 sums `rowTaps` rows of `h`
+ * per output row, four floats at a time.
+ */
+export function writeFiltered(
+  src: usize, rowStride: i32, channelStride: i32, pixelStride: i32, cols: usize, ow: i32, colTaps: i32, nrows: i32, h: usize,
+  rows: usize, oh: i32, rowTaps: i32, lo: i32, hi: i32, out: usize, k0: f32, k1: f32, k2: f32, b0: f32, b1: f32, b2: f32,
+): void {
+  const colWeights = cols + (<usize>ow << 2);
+  const hPlane = <usize>(nrows * ow) << 2;
+  const c1 = <usize>channelStride;
+  const c2 = c1 << 1;
+  const ps = <usize>pixelStride;
+  for (let r = 0; r < nrows; r++) {
+    const base = src + <usize>(rowStride * r);
+    const h0 = h + (<usize>(r * ow) << 2);
+    for (let x = lo; x < hi; x++) {
+      let a = base + <usize>load<i32>(cols + (<usize>x << 2));
+      let w = colWeights + (<usize>(x * colTaps) << 2);
+      let s0: f32 = 0;
+      let s1: f32 = 0;
+      let s2: f32 = 0;
+      for (let t = 0; t < colTaps; t++) {
+        const f = load<f32>(w);
+        s0 += f * <f32>load<u8>(a);
+        s1 += f * <f32>load<u8>(a + c1);
+        s2 += f * <f32>load<u8>(a + c2);
+        a += ps;
+        w += 4;
+      }
+      const at = <usize>x << 2;
+      store<f32>(h0 + at, s0 * k0);
+      store<f32>(h0 + hPlane + at, s1 * k1);
+      store<f32>(h0 + (hPlane << 1) + at, s2 * k2);
+    }
+  }
+  const rowWeights = rows + (<usize>oh << 2);
+  const plane = <usize>(ow * oh) << 2;
+  for (let y = 0; y < oh; y++) {
+    const o0 = out + (<usize>(y * ow) << 2);
+    const r0 = load<i32>(rows + (<usize>y << 2));
+    for (let c = 0; c < 3; c++) {
+      const o = o0 + <usize>c * plane;
+      const b: f32 = c == 0 ? b0 : c == 1 ? b1 : b2;
+      if (r0 < 0 || lo >= hi) {
+        pad(o, 0, ow, b);
+        continue;
+      }
+      pad(o, 0, lo, b);
+      pad(o, hi, ow, b);
+      const hc = h + <usize>c * hPlane + (<usize>(r0 * ow) << 2);
+      const w = rowWeights + (<usize>(y * rowTaps) << 2);
+      const bv = f32x4.splat(b);
+      let x = lo;
+      for (; x + 4 <= hi; x += 4) {
+        const at = <usize>x << 2;
+        let acc = bv;
+        for (let t = 0; t < rowTaps; t++) acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(w + (<usize>t << 2))), v128.load(hc + (<usize>(t * ow) << 2) + at)));
+        v128.store(o + at, acc);
+      }
+      for (; x < hi; x++) {
+        const at = <usize>x << 2;
+        let acc = b;
+        for (let t = 0; t < rowTaps; t++) acc += load<f32>(w + (<usize>t << 2)) * load<f32>(hc + (<usize>(t * ow) << 2) + at);
+        store<f32>(o + at, acc);
+      }
+    }
+  }
+}

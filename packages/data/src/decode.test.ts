@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeBatch, decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, jpegHeader, loadImage, type DecodeOptions, type Decoded } from './decode.js';
+import { decodeBatch, decodeFile, decodeSample, DEFAULT_PIXEL_LIMIT, jpegHeader, loadImage, readPpm, writePpm, type DecodeOptions, type Decoded } from './decode.js';
 import { keyedRandom } from './random.js';
 import { centerCropEval, plan, type Transform } from './transforms.js';
 
@@ -238,5 +238,76 @@ describe('decodeSample on raw planes', () => {
     for (const [x, y] of [[0, 0], [17, 3], [39, 39], [5, 31]]) {
       expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => expect.closeTo(want[c][y + 4][x + 4] / 255, 5)));
     }
+  });
+});
+
+describe('decodePixels reducing', () => {
+  const [W, H] = [37, 29];
+  const planes = Uint8Array.from({ length: 3 * W * H }, (_, i) => (i * 97 + (i >> 5) * 13) & 255);
+  const input = { kind: 'planes', pixels: planes, width: W, height: H } as const;
+  const plane = (c: number) => Array.from({ length: H }, (_, y) => Array.from(planes.subarray(c * W * H + W * y, c * W * H + W * y + W)));
+
+  it("reduces (and mixes reducing with enlarging) as PIL's bilinear filter does, computing only the crop", async () => {
+    const transforms: Transform[] = [
+      { steps: [{ op: 'resize', size: 20 }, { op: 'centerCrop', size: 16 }] },
+      { steps: [{ op: 'randomResize', min: 12, max: 40 }, { op: 'randomCrop', size: 14, padding: 2 }, { op: 'hflip' }] },
+      { steps: [{ op: 'randomResizedCrop', size: 18 }, { op: 'hflip' }] },
+    ];
+    let reduced = 0;
+    for (const transform of transforms) {
+      for (let index = 0; index < 6; index++) {
+        const d = await decodeSample(input, 1, index, { ...plain, transform, seed: 3 });
+        const [p] = plan(transform.steps, W, H, keyedRandom(3, 1, index));
+        if (p.sourceWidth < W || p.sourceHeight < H) reduced++;
+        const want = [0, 1, 2].map((c) => triangleResize(plane(c), p.sourceWidth, p.sourceHeight));
+        for (let y = 0; y < p.height; y++) {
+          for (let x = 0; x < p.width; x++) {
+            const [sx, sy] = [p.left + (p.flip ? p.width - 1 - x : x), p.top + y];
+            const inside = sx >= p.clip[0] && sx < p.clip[2] && sy >= p.clip[1] && sy < p.clip[3];
+            expect(rgb(d, x, y)).toEqual([0, 1, 2].map((c) => expect.closeTo(inside ? want[c][sy][sx] / 255 : 0, 5)));
+          }
+        }
+      }
+    }
+    expect(reduced).toBeGreaterThan(6);
+  });
+});
+
+describe('PPM', () => {
+  const pixels = Uint8Array.from({ length: 3 * 7 * 5 }, (_, i) => (i * 37) & 255);
+  const ascii = (text: string) => new TextEncoder().encode(text);
+  const withHead = (head: string, body: Uint8Array = pixels) => Uint8Array.from([...ascii(head), ...body]);
+
+  it('reads the netpbm header (comments and any whitespace) and hands back a view of the pixels', () => {
+    const bytes = withHead('P6 # made by hand\n7\t5\r\n# a comment line\n255\n');
+    const img = readPpm(bytes)!;
+    expect([img.width, img.height]).toEqual([7, 5]);
+    expect(img.data).toEqual(pixels);
+    expect(img.data.buffer).toBe(bytes.buffer);
+    expect(readPpm(writePpm({ data: pixels, width: 7, height: 5 }))!.data).toEqual(pixels);
+    expect(readPpm(ascii('P5\n1 1\n255\n\0'))).toBeUndefined(); // graymap: not ours, left to libvips
+  });
+
+  it('refuses what it cannot read, saying what', () => {
+    expect(() => readPpm(withHead('P6\n7 5\n65535\n'))).toThrow('PPM maxval 65535: only 8-bit (255) is read');
+    expect(() => readPpm(withHead('P6\n7 5\n255\n', pixels.subarray(1)))).toThrow('PPM of 7x5 holds 104 bytes of pixels, not 105: truncated');
+    expect(() => readPpm(withHead('P6\n7 x\n255\n'))).toThrow('field 2 (width, height, maxval) is not a number');
+    expect(() => readPpm(withHead('P6\n0 5\n255\n'))).toThrow('PPM of 0x5 pixels');
+  });
+
+  it('transforms as the same pixels given as planes do, enlarged or reduced, and a bad one fails naming the problem', async () => {
+    const planes = new Uint8Array(pixels.length);
+    for (let i = 0; i < 35; i++) for (let c = 0; c < 3; c++) planes[c * 35 + i] = pixels[3 * i + c];
+    const ppm = { kind: 'encoded', bytes: writePpm({ data: pixels, width: 7, height: 5 }) } as const;
+    for (const size of [3, 5, 9]) {
+      const o = { ...plain, transform: { steps: [{ op: 'resize', size }, { op: 'randomCrop', size: 3 }, { op: 'hflip' }] } as Transform, seed: size };
+      const a = await decodeSample(ppm, 0, 1, o);
+      expect(a.data).toEqual((await decodeSample({ kind: 'planes', pixels: planes, width: 7, height: 5 }, 0, 1, o)).data);
+    }
+    const path = await file('x.ppm', writePpm({ data: pixels, width: 7, height: 5 }));
+    expect(rgb(await decodeFile(path, 0, 0, plain), 2, 1)).toEqual(Array.from(pixels.subarray(3 * 9, 3 * 9 + 3), (v) => expect.closeTo(v / 255, 6)));
+    const bad = await file('bad.ppm', withHead('P6\n7 5\n255\n', pixels.subarray(0, 50)));
+    await expect(decodeFile(bad, 0, 0, plain)).rejects.toThrow('truncated');
+    await expect(decodeFile(path, 0, 0, { ...plain, limitInputPixels: 34 })).rejects.toThrow('PPM of 7x5 exceeds the pixel limit 34');
   });
 });

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Sharp } from 'sharp';
 import { keyedRandom } from './random.js';
-import { chw, hwc, lightingShift, outputSize, plan, upsampledSpan, validateTransform, writeUpsampled, writeWindow, type Layout, type Placement, type RGB, type Transform } from './transforms.js';
+import { chw, hwc, lightingShift, outputSize, plan, resampledSpan, upsampledSpan, validateTransform, writeResampled, writeUpsampled, writeWindow, type Layout, type Placement, type RGB, type Transform } from './transforms.js';
 
 /**
  * sharp, from its CommonJS build: it loads in 50 ms against 120 for its ES module build, and every
@@ -13,7 +13,7 @@ import { chw, hwc, lightingShift, outputSize, plan, upsampledSpan, validateTrans
 export const sharp: typeof import('sharp').default = ((m) => m.default ?? m)(createRequire(import.meta.url)('sharp'));
 
 /** File name extensions (lower case) taken for images; sharp decodes by content, whatever the name says. */
-export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif']);
+export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif', '.ppm']);
 
 /** sharp's own default: larger inputs are refused before any pixel is decoded. */
 export const DEFAULT_PIXEL_LIMIT = 0x3fff * 0x3fff;
@@ -134,6 +134,84 @@ async function resample(image: Sharp, width: number, height: number, views: read
   return toFloats(shifted(views, l, top), src, hwc(r - l), t, shift, target);
 }
 
+/** 8-bit RGB pixels, rows of interleaved R, G, B. */
+export interface RgbImage {
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+const isSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0x0b || c === 0x0c;
+
+/**
+ * The pixels of a binary PPM (`P6`, maxval 255): a view into `b`, nothing decoded or copied.
+ * Undefined when `b` does not start with `P6`; an error saying what is wrong when it does but the
+ * header or the size does not hold up.
+ */
+export function readPpm(b: Uint8Array): RgbImage | undefined {
+  if (b.length < 2 || b[0] !== 0x50 || b[1] !== 0x36) return undefined;
+  const fields: number[] = [];
+  let at = 2;
+  while (fields.length < 3) {
+    while (at < b.length && (isSpace(b[at]) || b[at] === 0x23)) {
+      if (b[at] === 0x23) while (at < b.length && b[at] !== 0x0a && b[at] !== 0x0d) at++; // a comment, to the end of its line
+      else at++;
+    }
+    let value = 0;
+    const from = at;
+    while (at < b.length && b[at] >= 0x30 && b[at] <= 0x39 && at - from < 9) value = value * 10 + b[at++] - 0x30;
+    if (at === from || (at < b.length && !isSpace(b[at]))) throw new Error(`PPM header: field ${fields.length + 1} (width, height, maxval) is not a number`);
+    fields.push(value);
+  }
+  const [width, height, maxval] = fields;
+  if (maxval !== 255) throw new Error(`PPM maxval ${maxval}: only 8-bit (255) is read`);
+  if (width === 0 || height === 0) throw new Error(`PPM of ${width}x${height} pixels`);
+  const size = 3 * width * height;
+  at++; // the one whitespace byte after maxval
+  if (b.length - at < size) throw new Error(`PPM of ${width}x${height} holds ${b.length - at} bytes of pixels, not ${size}: truncated`);
+  return { data: b.subarray(at, at + size), width, height };
+}
+
+/** 8-bit RGB pixels as a binary PPM (`P6`): the header, then the pixels as they are. */
+export function writePpm({ data, width, height }: RgbImage): Uint8Array<ArrayBuffer> {
+  if (data.length !== 3 * width * height) throw new Error(`writePpm: ${data.length} bytes are not 3 x ${width} x ${height}`);
+  const head = new TextEncoder().encode(`P6\n${width} ${height}\n255\n`);
+  const out = new Uint8Array(head.length + data.length);
+  out.set(head);
+  out.set(data, head.length);
+  return out;
+}
+
+/**
+ * Transforms pixels already decoded (a PPM's, or CIFAR's planes interleaved) with no libvips pipeline
+ * at all: the crop is computed from the source rows under it, enlarged by bilinear interpolation as
+ * `resample` does, or reduced through PIL's widened bilinear filter (torchvision's antialiased Resize),
+ * in floats, where `resample` has libvips reduce to 8 bits.
+ */
+async function fromPixels(img: RgbImage, views: readonly Placement[], t: Transform, shift: RGB, target: Target): Promise<Float32Array> {
+  const { data, width, height } = img;
+  const [{ sourceWidth: sw, sourceHeight: sh }] = views;
+  if (sw === width && sh === height) return toFloats(views, data, hwc(width), t, shift, target);
+  if (sw >= width && sh >= height) {
+    const [, top, , bottom] = windowOf(views);
+    const [y0, y1] = upsampledSpan(height, sh, top, bottom);
+    const rows = data.subarray(3 * width * y0, 3 * width * y1);
+    const w = { left: 0, top: y0, width, height: y1 - y0, fullWidth: width, fullHeight: height };
+    const out = floatsFor(views, target);
+    const size = out.length / views.length;
+    views.forEach((p, v) => writeUpsampled(rows, w, p, t, out.subarray(v * size, (v + 1) * size), shift));
+    return out;
+  }
+  const [, top, , bottom] = windowOf(views);
+  const [y0, y1] = resampledSpan(height, sh, top, bottom);
+  const rows = data.subarray(3 * width * y0, 3 * width * y1);
+  const w = { left: 0, top: y0, width, height: y1 - y0, fullWidth: width, fullHeight: height };
+  const out = floatsFor(views, target);
+  const size = out.length / views.length;
+  views.forEach((p, v) => writeResampled(rows, w, p, t, out.subarray(v * size, (v + 1) * size), shift));
+  return out;
+}
+
 /** What the loader needs to know of an encoded image before planning: its displayed size, and how its pixels become 8-bit RGB. */
 export interface Header {
   readonly width: number;
@@ -212,7 +290,9 @@ async function open(bytes: Uint8Array, limitInputPixels: number): Promise<{ imag
 }
 
 /** An encoded image decoded whole, upright, as 8-bit RGB exactly as the loader sees it (for preprocessing it once). */
-export async function decodeRgb(bytes: Uint8Array, limitInputPixels = DEFAULT_PIXEL_LIMIT): Promise<{ data: Uint8Array; width: number; height: number }> {
+export async function decodeRgb(bytes: Uint8Array, limitInputPixels = DEFAULT_PIXEL_LIMIT): Promise<RgbImage> {
+  const ppm = readPpm(bytes);
+  if (ppm) return ppm;
   const { image, header, colour } = await open(bytes, limitInputPixels);
   return { data: await rgb(image, header.width, header.height, colour), width: header.width, height: header.height };
 }
@@ -222,7 +302,8 @@ export async function decodeRgb(bytes: Uint8Array, limitInputPixels = DEFAULT_PI
  * sample's size). Randomness is keyed by (seed, epoch, index), so the result does not depend on which
  * thread runs it or when. Encoded images are auto-oriented from EXIF, converted to 8-bit RGB as PIL
  * does (grayscale, CMYK and alpha included; embedded ICC profiles ignored) and resampled once,
- * letting libjpeg shrink on load.
+ * letting libjpeg shrink on load. Binary PPMs (what `makeShards({ format: 'ppm' })` stores) are read
+ * here, without libvips: their pixels are used where they lie.
  */
 export async function decodeSample(input: SampleInput, epoch: number, index: number, o: DecodeOptions, target?: Float32Array): Promise<Decoded> {
   const rand = keyedRandom(o.seed, epoch, index);
@@ -239,8 +320,15 @@ export async function decodeSample(input: SampleInput, epoch: number, index: num
     const n = input.width * input.height;
     const interleaved = new Uint8Array(3 * n);
     for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) interleaved[3 * i + c] = planes[c * n + i];
-    const raw = { width: input.width, height: input.height, channels: 3 as const };
-    return done(views, await resample(sharp(interleaved, { raw }), input.width, input.height, views, 'plain', o.transform, shift, target));
+    return done(views, await fromPixels({ data: interleaved, width: input.width, height: input.height }, views, o.transform, shift, target));
+  }
+  const ppm = readPpm(input.bytes);
+  if (ppm) {
+    if (ppm.width * ppm.height > o.limitInputPixels) throw new Error(`PPM of ${ppm.width}x${ppm.height} exceeds the pixel limit ${o.limitInputPixels}`);
+    const views = plan(o.transform.steps, ppm.width, ppm.height, rand);
+    const shift = lightingShift(o.transform, rand);
+    checkSize(views[0], o.limitInputPixels);
+    return done(views, await fromPixels(ppm, views, o.transform, shift, target));
   }
   const { image, header, colour } = await open(input.bytes, o.limitInputPixels);
   const { width, height } = header;

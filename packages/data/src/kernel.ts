@@ -1,6 +1,6 @@
 /**
- * The loader's per-pixel loop, assembly/resample.ts compiled to WebAssembly: one instance per thread,
- * its memory grown to the largest crop seen. See writeRows there for what it computes.
+ * The loader's per-pixel loops, assembly/resample.ts compiled to WebAssembly: one instance per thread,
+ * its memory grown to the largest crop seen. See writeRows and writeFiltered there for what they compute.
  */
 import { RESAMPLE_WASM } from './wasm.generated.js';
 
@@ -19,6 +19,7 @@ interface Wasm {
 interface Exports {
   memory: { buffer: ArrayBuffer; grow(pages: number): number };
   writeRows(...args: number[]): void;
+  writeFiltered(...args: number[]): void;
 }
 const { WebAssembly } = globalThis as unknown as { WebAssembly: Wasm };
 const kernel = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(RESAMPLE_WASM, 'base64')), {}).exports as Exports;
@@ -52,5 +53,38 @@ export function writeRows(src: Uint8Array, rowStride: number, channelStride: num
     new Float32Array(m, where + 8 * n, n).set(taps.frac);
   }
   kernel.writeRows(at.src, rowStride, channelStride, at.cols, ow, oh, lo, hi, at.rows, at.out, at.cache, ...scale, ...bias);
+  out.set(new Float32Array(m, at.out, 3 * ow * oh));
+}
+
+/** Per output column (row): the first tap (a byte offset in a row; a row index), and `taps` weights each, zero-padded. */
+export interface TapList {
+  readonly first: Int32Array;
+  readonly weights: Float32Array;
+  readonly taps: number;
+}
+
+/**
+ * Writes the crop that `cols` x `rows` describe from `nrows` rows of `src` (8-bit, 3 channels
+ * `channelStride` apart, pixels `pixelStride` apart, rows `rowStride` apart) into `out` as 3 planes,
+ * each output the weighted sum of its taps: source value v becomes v * scale[c] + bias[c]; columns
+ * outside [lo, hi) and rows whose first tap is -1 are bias[c].
+ */
+export function writeFiltered(src: Uint8Array, rowStride: number, channelStride: number, pixelStride: number, nrows: number, cols: TapList, rows: TapList, lo: number, hi: number, out: Float32Array, scale: readonly number[], bias: readonly number[]): void {
+  const [ow, oh] = [cols.first.length, rows.first.length];
+  const at = { src: BASE, cols: 0, rows: 0, h: 0, out: 0, end: 0 };
+  at.cols = align(at.src + src.length);
+  at.rows = align(at.cols + 4 * ow * (1 + cols.taps));
+  at.h = align(at.rows + 4 * oh * (1 + rows.taps));
+  at.out = align(at.h + 12 * nrows * ow);
+  at.end = at.out + 12 * ow * oh;
+  const { memory } = kernel;
+  if (memory.buffer.byteLength < at.end) memory.grow(Math.ceil((at.end - memory.buffer.byteLength) / PAGE));
+  const m = memory.buffer;
+  new Uint8Array(m, at.src, src.length).set(src);
+  for (const [taps, where, n] of [[cols, at.cols, ow], [rows, at.rows, oh]] as const) {
+    new Int32Array(m, where, n).set(taps.first);
+    new Float32Array(m, where + 4 * n, n * taps.taps).set(taps.weights);
+  }
+  kernel.writeFiltered(at.src, rowStride, channelStride, pixelStride, at.cols, ow, cols.taps, nrows, at.h, at.rows, oh, rows.taps, lo, hi, at.out, ...scale, ...bias);
   out.set(new Float32Array(m, at.out, 3 * ow * oh));
 }

@@ -54,6 +54,8 @@ export interface LoaderOptions {
   readonly shuffle?: boolean;
   /** Shards only: samples held in the shuffle buffer (memory: that many encoded images); default 1000. */
   readonly shuffleBuffer?: number;
+  /** Shards only: samples read before the first draw of an epoch (the buffer then grows to its size); default 100, as WebDataset's. */
+  readonly shuffleInitial?: number;
   /** Keys the order and every augmentation draw; default 0. */
   readonly seed?: number;
   /** Default: no geometric steps and no normalisation (values pixel / 255). */
@@ -136,7 +138,7 @@ interface Epoch {
  * streamed: only what the shuffle buffer and the prefetched batches need is held in memory.
  */
 export async function createLoader(o: LoaderOptions): Promise<Loader> {
-  const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, shuffleBuffer = 1000 } = o;
+  const { source, split, batchSize, shuffle = false, seed = 0, dropLast = false, shuffleBuffer = 1000, shuffleInitial = 100 } = o;
   const { rank = 0, worldSize = 1, limitInputPixels = DEFAULT_PIXEL_LIMIT, transform = { steps: [] } } = o;
   const workers = o.workers ?? Math.ceil(availableParallelism() / 2);
   const prefetch = o.prefetch ?? Math.max(2, workers);
@@ -144,6 +146,7 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
   checkInt('seed', seed, 0);
   checkInt('prefetch', prefetch, 1);
   checkInt('shuffleBuffer', shuffleBuffer, 1);
+  checkInt('shuffleInitial', shuffleInitial, 1);
   checkInt('workers', workers, 0);
   checkInt('worldSize', worldSize, 1);
   checkInt('limitInputPixels', limitInputPixels, 1);
@@ -188,7 +191,7 @@ export async function createLoader(o: LoaderOptions): Promise<Loader> {
   };
 
   const streamedEpoch = (list: readonly Shard[], ep: number, start: number): Epoch => {
-    const plan = planStream(list.map((s) => s.samples), { epoch: ep, seed, shuffle, buffer: shuffleBuffer, rank, worldSize });
+    const plan = planStream(list.map((s) => s.samples), { epoch: ep, seed, shuffle, buffer: shuffleBuffer, initial: shuffleInitial, rank, worldSize });
     let total = 0;
     const offsets = list.map((s) => (total += s.samples) - s.samples);
     // Resuming: slots handed out before `start` are passed over, and reading begins at the shard of the first one still due.

@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoader, type Batch } from './loader.js';
 import { take } from './loopback.test-support.js';
+import { decodeRgb, readPpm } from './decode.js';
 import { makeShards } from './make-shards.js';
 import { shardSamples } from './shards.js';
 import { openSource, type Source } from './sources.js';
@@ -146,6 +147,97 @@ describe('makeShards', () => {
     const whole = await order(`shards:${out}`);
     expect(whole).toEqual(await order(`shards:${plainShards}`));
     expect(await order(`shards:${out}`, { epoch: 0, position: 1 })).toEqual(whole.slice(1));
+  });
+
+  it('stores decoded pixels with format ppm: exactly the tree\'s pixels where small enough, and the tree\'s batches', async () => {
+    const dir = join(root, 'ppm-photos');
+    // Noise, so resampling shows: 20x14 and 14x18 (shorter sides below maxSide 16 -> stored exactly),
+    // 40x30 (shrunk to shorter side 16), one 18x12 grayscale, one PNG with alpha.
+    const noise = (w: number, h: number, c: number) => sharp(Buffer.from(Array.from({ length: w * h * c }, (_, i) => (i * 7919 + (i >> 3) * 31) & 255)), { raw: { width: w, height: h, channels: c as 3 } });
+    const files: [string, Promise<Buffer>][] = [
+      ['a.jpg', noise(20, 14, 3).jpeg({ quality: 85 }).toBuffer()],
+      ['b.jpg', noise(14, 18, 3).jpeg({ quality: 85 }).toBuffer()],
+      ['c.jpg', noise(40, 30, 3).jpeg({ quality: 85 }).toBuffer()],
+      ['d.jpg', noise(18, 12, 1).jpeg().toBuffer()],
+      ['e.png', noise(15, 13, 4).png().toBuffer()],
+    ];
+    for (const [i, [name, bytes]] of files.entries()) {
+      await mkdir(join(dir, 'train', `c${i % 2}`), { recursive: true });
+      await writeFile(join(dir, 'train', `c${i % 2}`, name), await bytes);
+    }
+    const source = await openSource(`imagenet:${dir}`);
+    const out = join(root, 'ppm-shards');
+    const manifest = await makeShards({ source, out, perShard: 2, seed: 4, maxSide: 16, format: 'ppm' });
+    expect(manifest.ppm).toEqual({ maxSide: 16 });
+    expect(manifest.jpeg).toBeUndefined();
+    const train = await source.split('train');
+    if (train.kind !== 'files') throw new Error('expected files');
+    const seen = new Map<string, Uint8Array>();
+    const fileAt: string[] = []; // by the loader's index: position in the shards, in order
+    for (const shard of manifest.splits.train!) {
+      for await (const s of shardSamples(join(out, shard.url))) {
+        seen.set(s.key, s.image!);
+        fileAt.push(train.files[Number(s.key)]);
+      }
+    }
+    expect(seen.size).toBe(5);
+    for (const [id, file] of train.files.entries()) {
+      const ppm = readPpm(seen.get(String(id).padStart(9, '0'))!)!;
+      // The member is a plain binary PPM: the netpbm header, then the rows.
+      const member = seen.get(String(id).padStart(9, '0'))!;
+      const head = `P6\n${ppm.width} ${ppm.height}\n255\n`;
+      expect(new TextDecoder().decode(member.subarray(0, head.length))).toBe(head);
+      expect(member.length).toBe(head.length + 3 * ppm.width * ppm.height);
+      const decoded = await decodeRgb(await readFile(file));
+      if (file.endsWith('c.jpg')) {
+        expect([ppm.width, ppm.height]).toEqual([21, 16]); // 40x30 with its shorter side at 16
+      } else {
+        expect([ppm.width, ppm.height]).toEqual([decoded.width, decoded.height]);
+        expect(Buffer.from(ppm.data)).toEqual(Buffer.from(decoded.data));
+      }
+    }
+
+    // The paper's augmentation at this scale: every view of a stored-exactly image is the tree's, bit
+    // for bit, enlarged or reduced; in workers or not; and the order and resumption are the tree shards'.
+    const transform = { steps: [{ op: 'randomResize', min: 10, max: 24 }, { op: 'randomCrop', size: 9 }, { op: 'hflip' }], mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3] } as const;
+    const plain = join(root, 'ppm-plain');
+    await makeShards({ source, out: plain, perShard: 2, seed: 4 });
+    const batches = async (spec: string, workers: number, state?: { epoch: number; position: number }) => {
+      const loader = await createLoader({ source: await openSource(spec), split: 'train', batchSize: 2, shuffle: true, seed: 6, workers, transform, shuffleBuffer: 3, state });
+      const all: Batch[] = [];
+      for (let epoch = 0; epoch < 3; epoch++) for await (const b of loader) all.push(b);
+      await loader.close();
+      return all;
+    };
+    const want = await batches(`shards:${plain}`, 0);
+    let [exact, near] = [0, 0];
+    for (const workers of [0, 1]) {
+      const got = await batches(`shards:${out}`, workers);
+      expect(got.map((b) => [...b.indices])).toEqual(want.map((b) => [...b.indices]));
+      got.forEach((b, k) =>
+        b.indices.forEach((index, j) => {
+          const size = 3 * 9 * 9;
+          const [mine, theirs] = [b.images.subarray(j * size, (j + 1) * size), want[k].images.subarray(j * size, (j + 1) * size)];
+          const file = fileAt[index];
+          // Exactly the tree's pixels -> its views: bit for bit where enlarged (the same kernel), and
+          // within 2 levels of 255 where reduced (PIL's filter in floats, against libvips' to 8 bits).
+          // Not the shrunk one (resampled twice), nor the PNG with alpha: libvips resizes it
+          // premultiplied before dropping the alpha, the PPM holds it dropped first (as PIL does).
+          if (file.endsWith('c.jpg') || file.endsWith('e.png')) expect(mine.every(Number.isFinite)).toBe(true);
+          else if (mine.every((v, i) => v === theirs[i])) exact++;
+          else {
+            mine.forEach((v, i) => expect(Math.abs(v - theirs[i]) * 255 * transform.std[Math.floor(i / 81)]).toBeLessThan(2));
+            near++;
+          }
+        }),
+      );
+    }
+    expect([exact > 4, near > 4]).toEqual([true, true]);
+    const resumed = await batches(`shards:${out}`, 0, { epoch: 1, position: 2 });
+    expect(resumed.slice(0, 5).map((b) => [...b.indices])).toEqual(want.slice(4).map((b) => [...b.indices]));
+
+    await expect(makeShards({ source, out: join(root, 'ppm-q'), perShard: 2, maxSide: 16, format: 'ppm', quality: 80 })).rejects.toThrow('quality applies to JPEG');
+    await expect(makeShards({ source, out: join(root, 'ppm-nomax'), perShard: 2, format: 'ppm' })).rejects.toThrow('format "ppm" needs maxSide');
   });
 
   it('stores raw CHW pixels with raw, which the loader reads without decoding, in workers or not', async () => {

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLoader, type Batch, type LoaderOptions } from './loader.js';
@@ -115,6 +116,20 @@ describe('planStream', () => {
     expect(new Set(next.reads.map((r) => r.shard)).size).toBe(6);
     expect(planStream(counts, { ...o, shuffle: true, buffer: 1 }).order).toEqual(Uint32Array.from({ length: 38 }, (_, i) => i));
   });
+
+  it('starts drawing after `initial` samples and grows the buffer by one a draw up to its size', () => {
+    const counts = [400, 400, 200];
+    const draws = (buffer: number, initial?: number) => planStream(counts, { ...o, shuffle: true, buffer, initial }).order;
+    for (const [buffer, initial] of [[1000, 100], [1000, undefined], [50, 10], [300, 300]] as const) {
+      const order = draws(buffer, initial);
+      const start = Math.min(buffer, initial ?? 100);
+      expect([...order].sort((x, y) => x - y)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+      // Draw i comes from the samples read by then: the buffer's min(buffer, start + i) and the i drawn.
+      order.forEach((slot, i) => expect(slot).toBeLessThan(Math.min(buffer, start + i) + i));
+    }
+    // Without the growth the first draws would reach past the first 100 samples.
+    expect(Math.max(...draws(1000).subarray(0, 20))).toBeLessThan(120);
+  });
 });
 
 describe('reading tar shards', () => {
@@ -154,6 +169,41 @@ describe('reading tar shards', () => {
       await expect(read()).rejects.toThrow(`shard ${cut} is truncated at byte offset ${at}${member}: Unexpected end of data`);
     }
     await expect(tarFiles(join(root, 'absent.tar')).next()).rejects.toThrow(/shard .*absent.tar could not be read at byte offset 0: ENOENT/);
+  });
+
+  it('reads local files as tar-stream reads the same bytes gzipped: ustar prefixes, GNU long names, pax headers', async () => {
+    const deep = `${'d'.repeat(90)}/${'e'.repeat(60)}`;
+    const members: [string, Uint8Array][] = [
+      ['a.bin', randomBytes(700)],
+      [`${deep}/short.bin`, randomBytes(512)],
+      [`${deep}/${'n'.repeat(120)}.bin`, randomBytes(3)],
+      ['empty.bin', new Uint8Array(0)],
+    ];
+    for (const format of ['gnu', 'pax', 'ustar']) {
+      const staging = await mkdtemp(join(root, 'formats-'));
+      const names = format === 'ustar' ? members.filter(([n]) => !n.includes('n'.repeat(120))) : members; // ustar cannot hold a 120-character file name
+      for (const [name, bytes] of names) {
+        await mkdir(dirname(join(staging, name)), { recursive: true });
+        await writeFile(join(staging, name), bytes);
+      }
+      const path = join(root, `formats-${format}.tar`);
+      // A directory member too, which is not a file and is left out.
+      const r = spawnSync('tar', ['-cf', path, `--format=${format}`, '-C', staging, deep.split('/')[0], ...names.filter(([n]) => !n.startsWith('d')).map(([n]) => n)]);
+      expect(r.status, String(r.stderr)).toBe(0);
+      await writeFile(`${path}.gz`, gzipSync(await readFile(path)));
+      const read = async (url: string) => {
+        const out: [string, string][] = [];
+        for await (const f of tarFiles(url)) out.push([f.name, Buffer.from(f.data).toString('hex')]);
+        return out.sort();
+      };
+      const local = await read(path);
+      expect(local).toEqual(await read(`${path}.gz`));
+      expect(local).toEqual(names.map(([n, b]) => [n, Buffer.from(b).toString('hex')]).sort());
+    }
+    const bad = Buffer.from(await readFile(join(root, 'formats-gnu.tar')));
+    bad[10] ^= 1; // in the first header's name: its checksum no longer adds up
+    await writeFile(join(root, 'bad-sum.tar'), bad);
+    await expect(tarFiles(join(root, 'bad-sum.tar')).next()).rejects.toThrow(/bad-sum.tar could not be read at byte offset 512.*Invalid tar header/);
   });
 
   it('streams a shard over HTTP without fetching the rest once the reader stops', async () => {

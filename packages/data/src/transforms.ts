@@ -1,4 +1,4 @@
-import { writeRows } from './kernel.js';
+import { writeFiltered, writeRows, type TapList } from './kernel.js';
 import { randInt, type Rand } from './random.js';
 
 /** Three per-channel numbers, in R, G, B order. */
@@ -432,4 +432,69 @@ export function writeUpsampled(src: Uint8Array, w: SourceWindow, p: Placement, t
   }
   const { scale, bias } = normalisation(t, shift);
   writeRows(src, 3 * w.width, 1, cols, rows, lo, hi, out, scale, bias);
+}
+
+/**
+ * PIL's taps for output position `at` of an axis resampled from `full` to `size` with its bilinear
+ * (triangle) filter, as torchvision's Resize computes it: the filter is widened by the reduction
+ * factor when reducing (so every source pixel counts), weights normalised over the pixels inside the
+ * image. The first source pixel and the weights.
+ */
+function triangleTaps(at: number, full: number, size: number): [number, number[]] {
+  const scale = full / size;
+  const support = Math.max(scale, 1);
+  const center = (at + 0.5) * scale;
+  const first = Math.max(0, Math.trunc(center - support + 0.5));
+  const end = Math.min(full, Math.trunc(center + support + 0.5));
+  const weights: number[] = [];
+  for (let j = first; j < end; j++) weights.push(Math.max(0, 1 - Math.abs((j - center + 0.5) / support)));
+  const sum = weights.reduce((a, b) => a + b, 0);
+  return [first, weights.map((w) => w / sum)];
+}
+
+/** The source pixels [lo, hi) that resampling `full` to `size` with PIL's bilinear filter reads for outputs [from, to). */
+export function resampledSpan(full: number, size: number, from: number, to: number): [number, number] {
+  const [lo] = triangleTaps(from, full, size);
+  const [last, weights] = triangleTaps(to - 1, full, size);
+  return [lo, last + weights.length];
+}
+
+/**
+ * Tap lists for the positions `at(i)` (undefined: none, -1 as the first tap) of an axis, relative to
+ * a window starting at `from` of `length` pixels, `unit` apart; lists shorter than the longest are
+ * padded with zero weights, shifted back where they would run past the window's end.
+ */
+function tapList(n: number, at: (i: number) => number | undefined, full: number, size: number, from: number, length: number, unit: number): TapList {
+  const lists = Array.from({ length: n }, (_, i) => {
+    const a = at(i);
+    return a === undefined ? undefined : triangleTaps(a, full, size);
+  });
+  const taps = Math.max(1, ...lists.map((l) => l?.[1].length ?? 0));
+  const first = new Int32Array(n).fill(-1);
+  const weights = new Float32Array(n * taps);
+  lists.forEach((l, i) => {
+    if (!l) return;
+    const start = l[0] - from;
+    const back = Math.max(0, start + taps - length);
+    first[i] = (start - back) * unit;
+    weights.set(l[1], i * taps + back);
+  });
+  return { first, weights, taps };
+}
+
+/**
+ * writeWindow for any placement, through PIL's bilinear filter on each axis (widened when reducing,
+ * as torchvision's Resize with antialiasing): only the crop is computed, from the source rows and
+ * columns under it, straight into `out` as floats (no rounding to 8 bits between the resampling and
+ * the normalisation). `src` holds the HWC window `w` of the image.
+ */
+export function writeResampled(src: Uint8Array, w: SourceWindow, p: Placement, t: Transform, out: Float32Array, shift: RGB = [0, 0, 0]): void {
+  const { width: ow, height: oh } = p;
+  const [, top, , bottom] = p.clip;
+  const [lo, hi] = columnsInside(p);
+  const cols = tapList(ow, (x) => (x >= lo && x < hi ? columnOf(p, x) : undefined), w.fullWidth, p.sourceWidth, w.left, w.width, 3);
+  for (let x = 0; x < ow; x++) if (cols.first[x] < 0) cols.first[x] = 0; // columns outside [lo, hi) are never read
+  const rows = tapList(oh, (y) => (p.top + y >= top && p.top + y < bottom ? p.top + y : undefined), w.fullHeight, p.sourceHeight, w.top, w.height, 1);
+  const { scale, bias } = normalisation(t, shift);
+  writeFiltered(src, 3 * w.width, 1, 3, w.height, cols, rows, lo, hi, out, scale, bias);
 }
