@@ -36,6 +36,7 @@ export default defineConfig({
           { text: 'Training on ImageNet', link: '/guide/imagenet' },
           { text: 'Training on several processes', link: '/guide/distributed' },
           { text: "The paper's models", link: '/guide/models' },
+          { text: 'Reproducing the paper', link: '/guide/paper' },
           { text: 'Weights and torchvision', link: '/guide/weights' },
         ],
       },
