@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { launchInfo, mpirunCommand } from './launch.js';
 import { mpiMissing, runRanks } from './mpirun.test-support.js';
@@ -38,11 +39,15 @@ describe('launchers', () => {
     expect(launchInfo({})).toBeNull();
   });
 
-  it('mpirun for one host: N ranks, unbound, oversubscribed, the threads shared out', () => {
-    const { command, args, env } = mpirunCommand(2, ['node', 'main.js'], { threadsPerRank: 3 });
-    expect(command).toBe('mpirun');
-    expect(args.slice(0, 8)).toEqual(['-np', '2', '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1']);
-    expect(args.slice(-2)).toEqual(['node', 'main.js']);
-    expect(env.RESIDUAL_THREADS).toBe('3');
+  it('mpirun for one host: N ranks, bound to cores of their own where they fit, else unbound and oversubscribed', () => {
+    const cores = availableParallelism();
+    const over = mpirunCommand(2, ['node', 'main.js'], { threadsPerRank: cores });
+    expect(over.command).toBe('mpirun');
+    expect(over.args.slice(0, 8)).toEqual(['-np', '2', '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1']);
+    expect(over.args.slice(-2)).toEqual(['node', 'main.js']);
+    expect(over.env.RESIDUAL_THREADS).toBe(String(cores));
+    const fit = mpirunCommand(cores, ['node', 'main.js'], { threadsPerRank: 1 });
+    expect(fit.args.slice(0, 9)).toEqual(['-np', String(cores), '--map-by', 'slot:PE=1', '--bind-to', 'core', '--mca', 'mpi_yield_when_idle', '1']);
+    expect(mpirunCommand(1, ['x']).args.slice(0, 6)).toEqual(['-np', '1', '--map-by', `slot:PE=${cores}`, '--bind-to', 'core']);
   });
 });

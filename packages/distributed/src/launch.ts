@@ -50,15 +50,20 @@ export interface MpirunOptions {
 }
 
 /**
- * The `mpirun` command line that runs `command` as `np` ranks on this host: ranks not bound to a core
- * (each runs its own threads), more ranks than cores allowed, waiting ranks yielding the core, each
- * rank's threads set through
- * RESIDUAL_THREADS, and Open MPI's refusal to run as root lifted when this process already is root.
+ * The `mpirun` command line that runs `command` as `np` ranks on this host: each rank bound to cores
+ * of its own when the ranks' threads fit the cores (Open MPI's own default for 2 ranks), else unbound
+ * with more ranks than cores allowed; waiting ranks yielding the core, each rank's threads set
+ * through RESIDUAL_THREADS, and Open MPI's refusal to run as root lifted when this process already is
+ * root.
  */
 export const mpirunCommand = (np: number, command: readonly string[], { threadsPerRank }: MpirunOptions = {}) => {
   const threads = threadsPerRank ?? Math.max(1, Math.floor(availableParallelism() / np));
+  // Bound, the OS cannot run two ranks on one core while another idles, and a rank waiting in a
+  // collective competes only with itself: 2 ranks x 1 thread trained ResNet-20 4% faster (median of 5
+  // interleaved runs on 2 cores, 827 against 793 images/s).
+  const placement = np * threads <= availableParallelism() ? ['--map-by', `slot:PE=${threads}`, '--bind-to', 'core'] : ['--oversubscribe', '--bind-to', 'none'];
   // Waiting ranks yield the core (MPI spins by default) to the compute threads beside them.
-  const args = ['-np', String(np), '--oversubscribe', '--bind-to', 'none', '--mca', 'mpi_yield_when_idle', '1', '-x', 'RESIDUAL_THREADS'];
+  const args = ['-np', String(np), ...placement, '--mca', 'mpi_yield_when_idle', '1', '-x', 'RESIDUAL_THREADS'];
   if (process.getuid?.() === 0) args.push('--allow-run-as-root');
   return { command: 'mpirun', args: [...args, ...command], env: { ...process.env, RESIDUAL_THREADS: String(threads) } };
 };
