@@ -1,11 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { decodeBatch, sharp, type DecodeOptions } from './decode.js';
+import { configureSharp, decodeBatch, type DecodeOptions } from './decode.js';
 import type { Reply, Task } from './pool.js';
 
 // The pool runs one worker per core, each decoding one image at a time in libvips: more libvips
 // threads per image would only contend for the same cores, and no input is ever read twice.
-sharp.concurrency(1);
-sharp.cache(false);
+configureSharp((s) => {
+  s.concurrency(1);
+  s.cache(false);
+});
 const options = workerData as DecodeOptions;
 const port = parentPort!;
 port.on('message', (task: Task) => {

@@ -5,12 +5,30 @@ import type { Sharp } from 'sharp';
 import { keyedRandom } from './random.js';
 import { chw, hwc, lightingShift, outputSize, plan, resampledSpan, upsampledSpan, validateTransform, writeResampled, writeUpsampled, writeWindow, type Layout, type Placement, type RGB, type Transform } from './transforms.js';
 
+type SharpModule = typeof import('sharp').default;
+let loaded: SharpModule | undefined;
+let configure: ((s: SharpModule) => void) | undefined;
+
 /**
- * sharp, from its CommonJS build: it loads in 50 ms against 120 for its ES module build, and every
- * decoding worker loads it again. The package's one way in to sharp. (Under vitest, require() hands
- * back a namespace with the function as its default.)
+ * sharp, loaded on first use, from its CommonJS build: it loads in 40 ms against 120 for its ES
+ * module build, and a main thread that leaves decoding to workers, or a worker fed decoded pixels
+ * (PPM shards, CIFAR), never needs it. The package's one way in to sharp. (Under vitest, require()
+ * hands back a namespace with the function as its default.)
  */
-export const sharp: typeof import('sharp').default = ((m) => m.default ?? m)(createRequire(import.meta.url)('sharp'));
+export function sharp(): SharpModule {
+  if (!loaded) {
+    const m = createRequire(import.meta.url)('sharp');
+    loaded = (m.default ?? m) as SharpModule;
+    configure?.(loaded);
+  }
+  return loaded;
+}
+
+/** Settings for sharp, applied when it loads (at once if it has). */
+export function configureSharp(f: (s: SharpModule) => void): void {
+  configure = f;
+  if (loaded) f(loaded);
+}
 
 /** File name extensions (lower case) taken for images; sharp decodes by content, whatever the name says. */
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif', '.avif', '.ppm']);
@@ -282,10 +300,10 @@ export function jpegHeader(b: Uint8Array): Header | undefined {
 async function open(bytes: Uint8Array, limitInputPixels: number): Promise<{ image: Sharp; header: Header; colour: Colour }> {
   let header = jpegHeader(bytes);
   if (!header || header.width * header.height > limitInputPixels) {
-    const meta = await sharp(bytes, { autoOrient: true, limitInputPixels }).metadata();
+    const meta = await sharp()(bytes, { autoOrient: true, limitInputPixels }).metadata();
     header = { ...meta.autoOrient, orientation: meta.orientation ?? 1, plain: false };
   }
-  const image = sharp(bytes, { autoOrient: header.orientation > 1, ignoreIcc: true, limitInputPixels });
+  const image = sharp()(bytes, { autoOrient: header.orientation > 1, ignoreIcc: true, limitInputPixels });
   return { image, header, colour: header.plain ? 'plain' : header.cmyk ? 'cmyk' : 'convert' };
 }
 

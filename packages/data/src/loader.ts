@@ -103,7 +103,7 @@ export interface Loader extends AsyncIterable<Batch>, AsyncDisposable {
   readonly batches: number;
   /** Where the next iteration starts; save it to resume exactly. */
   state(): LoaderState;
-  /** Resolves once the decoding workers have started (each has loaded sharp); at once without workers. */
+  /** Resolves once the decoding workers have started (sharp loads in each at its first encoded image); at once without workers. */
   ready(): Promise<void>;
   report(): LoaderReport;
   /** Ends the decoding workers. */

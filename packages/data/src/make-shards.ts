@@ -111,7 +111,7 @@ async function member(samples: Samples, id: number, o: MakeShardsOptions): Promi
     }
     // Decoded as the loader decodes (upright, PIL's colours), so shards hold the pixels the tree gives.
     const { data, width, height } = await decodeRgb(bytes);
-    const upright = sharp(data, { raw: { width, height, channels: 3 } });
+    const upright = sharp()(data, { raw: { width, height, channels: 3 } });
     if (o.format === 'ppm') {
       if (Math.min(width, height) <= side) return ['.ppm', writePpm({ data, width, height })];
       const { data: small, info } = await upright.resize(side, side, { fit: 'outside' }).raw().toBuffer({ resolveWithObject: true });

@@ -39,7 +39,7 @@ export class DecodePool {
   private readonly workers: { worker: Worker; pending: Map<number, Pending>; images: number }[];
   private nextId = 0;
   private broken: Error | undefined;
-  /** Resolves once every worker has loaded its modules (sharp among them): start-up, apart from decoding. */
+  /** Resolves once every worker has loaded its modules (sharp loads later, at the first encoded image): start-up, apart from decoding. */
   readonly ready: Promise<void>;
 
   constructor(size: number, options: DecodeOptions) {

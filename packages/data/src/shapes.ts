@@ -177,7 +177,7 @@ export async function ensureShapes(options: ShapesOptions = {}): Promise<string>
         const cls = i % SHAPE_CLASSES.length;
         const pixels = drawShape(cls, keyedRandom(seed, splitId, i));
         const raw = { width: SHAPE_SIZE, height: SHAPE_SIZE, channels: 3 as const };
-        const jpeg = await sharp(pixels, { raw }).jpeg({ quality: 90 }).toBuffer();
+        const jpeg = await sharp()(pixels, { raw }).jpeg({ quality: 90 }).toBuffer();
         await writeFile(join(tmp, split, SHAPE_CLASSES[cls], `${i}.jpg`), jpeg);
       };
       // A few encodes in flight keep sharp's thread pool busy without queueing thousands of buffers.
