@@ -210,23 +210,15 @@ async function fromPixels(img: RgbImage, views: readonly Placement[], t: Transfo
   const { data, width, height } = img;
   const [{ sourceWidth: sw, sourceHeight: sh }] = views;
   if (sw === width && sh === height) return toFloats(views, data, hwc(width), t, shift, target);
-  if (sw >= width && sh >= height) {
-    const [, top, , bottom] = windowOf(views);
-    const [y0, y1] = upsampledSpan(height, sh, top, bottom);
-    const rows = data.subarray(3 * width * y0, 3 * width * y1);
-    const w = { left: 0, top: y0, width, height: y1 - y0, fullWidth: width, fullHeight: height };
-    const out = floatsFor(views, target);
-    const size = out.length / views.length;
-    views.forEach((p, v) => writeUpsampled(rows, w, p, t, out.subarray(v * size, (v + 1) * size), shift));
-    return out;
-  }
+  const enlarging = sw >= width && sh >= height;
   const [, top, , bottom] = windowOf(views);
-  const [y0, y1] = resampledSpan(height, sh, top, bottom);
+  const [y0, y1] = (enlarging ? upsampledSpan : resampledSpan)(height, sh, top, bottom);
   const rows = data.subarray(3 * width * y0, 3 * width * y1);
   const w = { left: 0, top: y0, width, height: y1 - y0, fullWidth: width, fullHeight: height };
+  const write = enlarging ? writeUpsampled : writeResampled;
   const out = floatsFor(views, target);
   const size = out.length / views.length;
-  views.forEach((p, v) => writeResampled(rows, w, p, t, out.subarray(v * size, (v + 1) * size), shift));
+  views.forEach((p, v) => write(rows, w, p, t, out.subarray(v * size, (v + 1) * size), shift));
   return out;
 }
 

@@ -29,6 +29,14 @@ const PAGE = 65536;
 const BASE = PAGE;
 const align = (n: number) => (n + 15) & ~15;
 
+/** The kernel's memory, grown to `end` bytes if it is smaller, with `src` copied in at BASE. */
+function memoryWith(src: Uint8Array, end: number): ArrayBuffer {
+  const { memory } = kernel;
+  if (memory.buffer.byteLength < end) memory.grow(Math.ceil((end - memory.buffer.byteLength) / PAGE));
+  new Uint8Array(memory.buffer, BASE, src.length).set(src);
+  return memory.buffer;
+}
+
 /**
  * Writes the crop that `cols` x `rows` describe from `src` (8-bit, 3 channels `channelStride`
  * apart, rows `rowStride` apart) into `out` as 3 planes of cols.first.length x rows.first.length
@@ -43,10 +51,7 @@ export function writeRows(src: Uint8Array, rowStride: number, channelStride: num
   at.out = align(at.rows + 12 * oh);
   at.cache = align(at.out + 12 * ow * oh);
   at.end = at.cache + 24 * ow;
-  const { memory } = kernel;
-  if (memory.buffer.byteLength < at.end) memory.grow(Math.ceil((at.end - memory.buffer.byteLength) / PAGE));
-  const m = memory.buffer;
-  new Uint8Array(m, at.src, src.length).set(src);
+  const m = memoryWith(src, at.end);
   for (const [taps, where, n] of [[cols, at.cols, ow], [rows, at.rows, oh]] as const) {
     new Int32Array(m, where, n).set(taps.first);
     new Int32Array(m, where + 4 * n, n).set(taps.next);
@@ -77,10 +82,7 @@ export function writeFiltered(src: Uint8Array, rowStride: number, channelStride:
   at.h = align(at.rows + 4 * oh * (1 + rows.taps));
   at.out = align(at.h + 12 * nrows * ow);
   at.end = at.out + 12 * ow * oh;
-  const { memory } = kernel;
-  if (memory.buffer.byteLength < at.end) memory.grow(Math.ceil((at.end - memory.buffer.byteLength) / PAGE));
-  const m = memory.buffer;
-  new Uint8Array(m, at.src, src.length).set(src);
+  const m = memoryWith(src, at.end);
   for (const [taps, where, n] of [[cols, at.cols, ow], [rows, at.rows, oh]] as const) {
     new Int32Array(m, where, n).set(taps.first);
     new Float32Array(m, where + 4 * n, n * taps.taps).set(taps.weights);
