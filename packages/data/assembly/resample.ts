@@ -114,44 +114,41 @@ export function writeRows(
 
 /**
  * The crop through per-output tap lists (any separable filter: PIL's triangle when reducing), written
- * as writeRows writes it. `cols` holds i32 first[ow] (byte offset in a row of each output column's
- * first tap; taps are `pixelStride` bytes apart) then f32 weights[ow * colTaps]; `rows` holds i32
- * first[oh] (index among the `nrows` source rows of each output row's first tap; -1: a row of
- * padding) then f32 weights[oh * rowTaps]. Every tap list lies inside the image (the caller shifts
- * short lists, padding them with zero weights). Pass 1 filters the `nrows` source rows along x into
- * `h` (3 planes of nrows x ow floats, in units of 1 / (255 std)); pass 2 sums `rowTaps` rows of `h`
- * per output row, four floats at a time.
+ * as writeRows writes it, from interleaved RGB rows (`rowStride` bytes apart). `cols` holds i32
+ * first[ow] (byte offset in a row of each output column's first tap; taps are 3 bytes apart) then f32
+ * weights[ow * colTaps]; `rows` holds i32 first[oh] (index among the `nrows` source rows of each
+ * output row's first tap; -1: a row of padding) then f32 weights[oh * rowTaps]. Every tap list lies
+ * inside the image (the caller shifts short lists, padding them with zero weights). Pass 1 filters
+ * the `nrows` source rows along x into `h` (3 planes of nrows x ow floats, in units of 1 / (255
+ * std)), a pixel's three channels at once (one 4-byte load: the fourth byte, the next pixel's or one
+ * past the source, is weighed and dropped); pass 2 sums `rowTaps` rows of `h` per output row, four
+ * floats at a time.
  */
 export function writeFiltered(
-  src: usize, rowStride: i32, channelStride: i32, pixelStride: i32, cols: usize, ow: i32, colTaps: i32, nrows: i32, h: usize,
+  src: usize, rowStride: i32, cols: usize, ow: i32, colTaps: i32, nrows: i32, h: usize,
   rows: usize, oh: i32, rowTaps: i32, lo: i32, hi: i32, out: usize, k0: f32, k1: f32, k2: f32, b0: f32, b1: f32, b2: f32,
 ): void {
   const colWeights = cols + (<usize>ow << 2);
   const hPlane = <usize>(nrows * ow) << 2;
-  const c1 = <usize>channelStride;
-  const c2 = c1 << 1;
-  const ps = <usize>pixelStride;
+  const k = f32x4(k0, k1, k2, 0);
   for (let r = 0; r < nrows; r++) {
     const base = src + <usize>(rowStride * r);
     const h0 = h + (<usize>(r * ow) << 2);
     for (let x = lo; x < hi; x++) {
       let a = base + <usize>load<i32>(cols + (<usize>x << 2));
       let w = colWeights + (<usize>(x * colTaps) << 2);
-      let s0: f32 = 0;
-      let s1: f32 = 0;
-      let s2: f32 = 0;
+      let acc = f32x4.splat(0);
       for (let t = 0; t < colTaps; t++) {
-        const f = load<f32>(w);
-        s0 += f * <f32>load<u8>(a);
-        s1 += f * <f32>load<u8>(a + c1);
-        s2 += f * <f32>load<u8>(a + c2);
-        a += ps;
+        const px = f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(a))));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.splat(load<f32>(w)), px));
+        a += 3;
         w += 4;
       }
+      acc = f32x4.mul(acc, k);
       const at = <usize>x << 2;
-      store<f32>(h0 + at, s0 * k0);
-      store<f32>(h0 + hPlane + at, s1 * k1);
-      store<f32>(h0 + (hPlane << 1) + at, s2 * k2);
+      store<f32>(h0 + at, f32x4.extract_lane(acc, 0));
+      store<f32>(h0 + hPlane + at, f32x4.extract_lane(acc, 1));
+      store<f32>(h0 + (hPlane << 1) + at, f32x4.extract_lane(acc, 2));
     }
   }
   const rowWeights = rows + (<usize>oh << 2);

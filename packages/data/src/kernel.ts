@@ -69,15 +69,15 @@ export interface TapList {
 }
 
 /**
- * Writes the crop that `cols` x `rows` describe from `nrows` rows of `src` (8-bit, 3 channels
- * `channelStride` apart, pixels `pixelStride` apart, rows `rowStride` apart) into `out` as 3 planes,
- * each output the weighted sum of its taps: source value v becomes v * scale[c] + bias[c]; columns
- * outside [lo, hi) and rows whose first tap is -1 are bias[c].
+ * Writes the crop that `cols` x `rows` describe from `nrows` rows of `src` (interleaved 8-bit RGB,
+ * rows `rowStride` bytes apart) into `out` as 3 planes, each output the weighted sum of its taps:
+ * source value v becomes v * scale[c] + bias[c]; columns outside [lo, hi) and rows whose first tap is
+ * -1 are bias[c].
  */
-export function writeFiltered(src: Uint8Array, rowStride: number, channelStride: number, pixelStride: number, nrows: number, cols: TapList, rows: TapList, lo: number, hi: number, out: Float32Array, scale: readonly number[], bias: readonly number[]): void {
+export function writeFiltered(src: Uint8Array, rowStride: number, nrows: number, cols: TapList, rows: TapList, lo: number, hi: number, out: Float32Array, scale: readonly number[], bias: readonly number[]): void {
   const [ow, oh] = [cols.first.length, rows.first.length];
   const at = { src: BASE, cols: 0, rows: 0, h: 0, out: 0, end: 0 };
-  at.cols = align(at.src + src.length);
+  at.cols = align(at.src + src.length + 1); // the kernel's 4-byte loads read one byte past the last pixel
   at.rows = align(at.cols + 4 * ow * (1 + cols.taps));
   at.h = align(at.rows + 4 * oh * (1 + rows.taps));
   at.out = align(at.h + 12 * nrows * ow);
@@ -87,6 +87,6 @@ export function writeFiltered(src: Uint8Array, rowStride: number, channelStride:
     new Int32Array(m, where, n).set(taps.first);
     new Float32Array(m, where + 4 * n, n * taps.taps).set(taps.weights);
   }
-  kernel.writeFiltered(at.src, rowStride, channelStride, pixelStride, at.cols, ow, cols.taps, nrows, at.h, at.rows, oh, rows.taps, lo, hi, at.out, ...scale, ...bias);
+  kernel.writeFiltered(at.src, rowStride, at.cols, ow, cols.taps, nrows, at.h, at.rows, oh, rows.taps, lo, hi, at.out, ...scale, ...bias);
   out.set(new Float32Array(m, at.out, 3 * ow * oh));
 }

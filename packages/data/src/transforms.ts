@@ -496,5 +496,5 @@ export function writeResampled(src: Uint8Array, w: SourceWindow, p: Placement, t
   for (let x = 0; x < ow; x++) if (cols.first[x] < 0) cols.first[x] = 0; // columns outside [lo, hi) are never read
   const rows = tapList(oh, (y) => (p.top + y >= top && p.top + y < bottom ? p.top + y : undefined), w.fullHeight, p.sourceHeight, w.top, w.height, 1);
   const { scale, bias } = normalisation(t, shift);
-  writeFiltered(src, 3 * w.width, 1, 3, w.height, cols, rows, lo, hi, out, scale, bias);
+  writeFiltered(src, 3 * w.width, w.height, cols, rows, lo, hi, out, scale, bias);
 }
