@@ -206,7 +206,7 @@ export function writePpm({ data, width, height }: RgbImage): Uint8Array<ArrayBuf
  * `resample` does, or reduced through PIL's widened bilinear filter (torchvision's antialiased Resize),
  * in floats, where `resample` has libvips reduce to 8 bits.
  */
-async function fromPixels(img: RgbImage, views: readonly Placement[], t: Transform, shift: RGB, target: Target): Promise<Float32Array> {
+function fromPixels(img: RgbImage, views: readonly Placement[], t: Transform, shift: RGB, target: Target): Float32Array {
   const { data, width, height } = img;
   const [{ sourceWidth: sw, sourceHeight: sh }] = views;
   if (sw === width && sh === height) return toFloats(views, data, hwc(width), t, shift, target);
@@ -330,7 +330,7 @@ export async function decodeSample(input: SampleInput, epoch: number, index: num
     const n = input.width * input.height;
     const interleaved = new Uint8Array(3 * n);
     for (let i = 0; i < n; i++) for (let c = 0; c < 3; c++) interleaved[3 * i + c] = planes[c * n + i];
-    return done(views, await fromPixels({ data: interleaved, width: input.width, height: input.height }, views, o.transform, shift, target));
+    return done(views, fromPixels({ data: interleaved, width: input.width, height: input.height }, views, o.transform, shift, target));
   }
   const ppm = readPpm(input.bytes);
   if (ppm) {
@@ -338,7 +338,7 @@ export async function decodeSample(input: SampleInput, epoch: number, index: num
     const views = plan(o.transform.steps, ppm.width, ppm.height, rand);
     const shift = lightingShift(o.transform, rand);
     checkSize(views[0], o.limitInputPixels);
-    return done(views, await fromPixels(ppm, views, o.transform, shift, target));
+    return done(views, fromPixels(ppm, views, o.transform, shift, target));
   }
   const { image, header, colour } = await open(input.bytes, o.limitInputPixels);
   const { width, height } = header;

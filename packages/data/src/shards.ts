@@ -222,35 +222,29 @@ function paxRecords(data: Uint8Array): Map<string, string> {
 /**
  * tarFiles of a local, uncompressed file: each member's data read by one positioned read straight
  * into its own buffer, where tar-stream copies every chunk of a stream (a shard of decoded pixels,
- * 75 MB, read in about 50 ms against 330). The reads are synchronous, as decodeBatch's: a member is read in
- * well under a millisecond, and a promise per read cost as much as the reading. Reads ustar, GNU long
- * names and pax headers (path, size); checks each header's checksum.
+ * 75 MB, read in about 50 ms against 330). The reads are synchronous, as decodeBatch's: a member is
+ * read in well under a millisecond, and a promise per read cost as much as the reading. Reads ustar,
+ * GNU long names and pax headers (path, size); checks each header's checksum.
  */
 async function* localTar(path: string, at: TarProgress): AsyncGenerator<TarFile> {
   const file = openSync(path, 'r');
   try {
     const header = new Uint8Array(BLOCK);
-    const read = async (into: Uint8Array, position: number) => {
+    /** Reads `into` from `position` on; the bytes there were, fewer only at the end of the file. */
+    const fill = (into: Uint8Array, position: number): number => {
       let filled = 0;
-      while (filled < into.length) {
-        const bytesRead = readSync(file, into, filled, into.length - filled, position + filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-      }
+      for (let n = -1; filled < into.length && n !== 0; filled += n) n = readSync(file, into, filled, into.length - filled, position + filled);
       at.offset = Math.max(at.offset, position + filled);
-      if (filled < into.length) throw new Error('Unexpected end of data');
+      return filled;
     };
     let position = 0;
     let longName: string | undefined;
     let pax = new Map<string, string>();
     for (;;) {
-      await read(header, position).catch((e: Error) => {
-        throw position === at.offset && /unexpected end/i.test(e.message) ? new Error('Unexpected end of data: no end-of-archive blocks') : e;
-      });
+      const got = fill(header, position);
+      if (got < BLOCK) throw new Error(got === 0 ? 'Unexpected end of data: no end-of-archive blocks' : 'Unexpected end of data');
       if (header.every((b) => b === 0)) {
-        await read(header, position + BLOCK).catch(() => {
-          throw new Error('Unexpected end of data: one end-of-archive block of two');
-        });
+        if (fill(header, position + BLOCK) < BLOCK) throw new Error('Unexpected end of data: one end-of-archive block of two');
         return;
       }
       let sum = 0;
@@ -261,14 +255,16 @@ async function* localTar(path: string, at: TarProgress): AsyncGenerator<TarFile>
       const prefix = posix ? text(header, 345, 155) : '';
       const name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${text(header, 0, 100)}` : text(header, 0, 100));
       const size = pax.has('size') && type !== 'x' && type !== 'g' ? Number(pax.get('size')) : number(header, 124, 12);
+      const regular = type === '0' || type === '7';
       at.current = name;
-      const data = new Uint8Array(size);
-      if (type === '0' || type === '7' || type === 'L' || type === 'x') await read(data, position + BLOCK);
+      // Only regular files and the headers naming the next member are read; the rest is stepped over.
+      const data = regular || type === 'L' || type === 'x' ? new Uint8Array(size) : undefined;
+      if (data && fill(data, position + BLOCK) < size) throw new Error('Unexpected end of data');
       position += BLOCK + Math.ceil(size / BLOCK) * BLOCK;
-      if (type === 'L') longName = text(data, 0, data.length);
-      else if (type === 'x') pax = paxRecords(data);
+      if (type === 'L') longName = text(data!, 0, size);
+      else if (type === 'x') pax = paxRecords(data!);
       else if (type !== 'g' && type !== 'K') {
-        if (type === '0' || type === '7') yield { name, data };
+        if (regular) yield { name, data: data! };
         longName = undefined;
         pax = new Map();
       }

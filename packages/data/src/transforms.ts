@@ -492,8 +492,8 @@ export function writeResampled(src: Uint8Array, w: SourceWindow, p: Placement, t
   const { width: ow, height: oh } = p;
   const [, top, , bottom] = p.clip;
   const [lo, hi] = columnsInside(p);
+  // Columns outside [lo, hi) are padding, never read by the kernel.
   const cols = tapList(ow, (x) => (x >= lo && x < hi ? columnOf(p, x) : undefined), w.fullWidth, p.sourceWidth, w.left, w.width, 3);
-  for (let x = 0; x < ow; x++) if (cols.first[x] < 0) cols.first[x] = 0; // columns outside [lo, hi) are never read
   const rows = tapList(oh, (y) => (p.top + y >= top && p.top + y < bottom ? p.top + y : undefined), w.fullHeight, p.sourceHeight, w.top, w.height, 1);
   const { scale, bias } = normalisation(t, shift);
   writeFiltered(src, 3 * w.width, w.height, cols, rows, lo, hi, out, scale, bias);
