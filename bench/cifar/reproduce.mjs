@@ -31,11 +31,9 @@ const { values: opts } = parseArgs({
 });
 // The scales of `residual reproduce` (apps/cli/src/commands/reproduce.ts) that the peer must mirror.
 const SCALES = { tiny: { iterations: 400, trainSubset: 5000, valSplit: 1000 }, small: { iterations: 6000, valSplit: 5000 } };
-const PAPER = { resnet20: 8.75, resnet32: 7.51, resnet44: 7.17, resnet56: 6.97, resnet110: 6.43 };
 if (!opts.data) throw new Error('bench/cifar/reproduce: --data DIR (CIFAR-10 binary files) is required');
 const scale = SCALES[opts.scale];
 if (!scale) throw new Error(`bench/cifar/reproduce: --scale ${opts.scale} is not one of ${Object.keys(SCALES).join(', ')}`);
-if (!(opts.model in PAPER)) throw new Error(`bench/cifar/reproduce: --model ${opts.model} is not one of ${Object.keys(PAPER).join(', ')}`);
 const count = positiveInts(opts);
 const threads = count('threads');
 const iterations = opts.iterations === undefined ? scale.iterations : count('iterations');
@@ -64,7 +62,7 @@ try {
     unit: 'test error (top-1 on test_batch.bin), fraction',
     ours: row.testError,
     peer: peer.testError,
-    paper: PAPER[opts.model] / 100,
+    paper: row.paperTestError / 100,
     oursHeldOutError: row.valError,
     peerHeldOutError: 1 - peer.valAccuracy,
     oursTrainError: row.trainError,
